@@ -1,0 +1,277 @@
+"""The ``skinsearch`` command: validate, run, best, predict.
+
+Commands parse options, call library code, and print. A ``SkinsearchError`` becomes one
+``Error: ...`` line per problem on stderr with exit code 2; anything else is a bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from skinsearch import __version__
+from skinsearch.errors import SkinsearchError
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_STORAGE = "skinsearch-results"
+
+
+class UserError(click.ClickException):
+    """Exit code 2 and one ``Error:`` line per problem."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+    def show(self, file: Any = None) -> None:  # noqa: D102
+        for problem in self.problems:
+            click.echo(f"Error: {problem}", err=True)
+
+
+def _user_errors(command: F) -> F:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except SkinsearchError as exc:
+            raise UserError(exc.problems) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="skinsearch")
+def main() -> None:
+    """Hyperparameter search for skin-lesion image classifiers on Ray Tune."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("mlflow", "alembic", "ray"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    warnings.filterwarnings("default", message="skipped .* unreadable image")
+    warnings.formatwarning = lambda message, category, *rest: f"Warning: {message}\n"  # type: ignore[assignment]
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@_user_errors
+def validate(file: Path) -> None:
+    """Check a search-space FILE and print the space it resolves to, without starting Ray."""
+    from skinsearch import space
+    from skinsearch.spec import load_spec
+
+    spec = load_spec(file)
+    space.check_space(spec, str(file))
+    click.echo(f"{file}: valid")
+    click.echo(f"name: {spec.name}   model: {spec.model}   data: {spec.data.path}")
+    t, sch = spec.train, spec.scheduler
+    click.echo(f"train: up to {t.max_epochs} epochs, patience {t.patience}, "
+               f"{t.metric} ({t.resolved_mode}), class weights {t.class_weights}, label smoothing {t.label_smoothing:g}")
+    click.echo(f"search: {spec.search.sampler}, num_samples {spec.search.num_samples}, seed {spec.search.seed}; "
+               + (f"scheduler asha (grace {sch.grace_period}, reduction {sch.reduction_factor:g})"
+                  if sch.type == "asha" else "no scheduler"))
+    click.echo(f"resources per trial: {spec.resources.cpus_per_trial:g} CPU, {spec.resources.gpus_per_trial:g} GPU")
+    click.echo("params:")
+    for line in space.describe(spec):
+        click.echo(f"  {line}")
+    n = space.num_trials(spec)
+    click.echo(f"{n} trial{'s' if n != 1 else ''}")
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--gpus", type=click.IntRange(min=0), help="GPUs Ray may use (default: all present).")
+@click.option("--cpus", type=click.IntRange(min=1), help="CPUs Ray may use (default: all).")
+@click.option("--address", help="Join this Ray cluster (auto, host:port, ray://host:port) instead of starting one.")
+@click.option("--storage", type=click.Path(path_type=Path), default=DEFAULT_STORAGE, show_default=True,
+              help="Results folder (made absolute).")
+@click.option("--name", help="Search name (default: the file's `name`, numbered if taken).")
+@click.option("--mlflow-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI (default: SQLite under --storage).")
+@click.option("--data", "data_path", help="Use this data folder (or builtin:NAME) instead of the file's.")
+@click.option("--max-epochs", type=click.IntRange(min=1), help="Override train.max_epochs.")
+@click.option("--max-trials", type=click.IntRange(min=1), help="Run only N of the configurations (a seeded pick).")
+@_user_errors
+def run(file: Path, gpus: int | None, cpus: int | None, address: str | None, storage: Path,
+        name: str | None, mlflow_uri: str | None, data_path: str | None, max_epochs: int | None,
+        max_trials: int | None) -> None:
+    """Run the search that FILE describes on Ray Tune."""
+    from skinsearch import space
+    from skinsearch.spec import load_spec
+    from skinsearch.tuner import RunOptions, run_search
+
+    spec = _with_overrides(load_spec(file), data_path, max_epochs)
+    space.check_space(spec, str(file))
+    storage = _writable_storage(storage)
+    options = RunOptions(
+        storage=storage,
+        name=_search_name(storage, name or spec.name, explicit=name is not None),
+        cpus=cpus,
+        gpus=_check_gpus(gpus, address),
+        address=address,
+        mlflow_uri=mlflow_uri,
+        max_trials=max_trials,
+    )
+    total = space.num_trials(spec)
+    planned = min(total, max_trials) if max_trials else total
+    click.echo(f"search {options.name}: {planned} of {total} trials of {spec.model}; results in {storage / options.name}")
+    outcome = run_search(spec, options, echo=click.echo)
+    _print_summary(spec, outcome)
+    if outcome.interrupted:
+        click.echo("Interrupted: finished trials are kept above; unfinished ones are marked KILLED in MLflow.", err=True)
+        sys.exit(130)
+
+
+@main.command()
+@click.option("--name", help="Search name (default: the most recent under --storage).")
+@click.option("--storage", type=click.Path(path_type=Path), default=DEFAULT_STORAGE, show_default=True)
+@click.option("--metric", default="val_acc", show_default=True, help="Any reported metric.")
+@click.option("--mode", type=click.Choice(["max", "min"]), help="Default: min for *_loss, else max.")
+@click.option("--export", "export_dir", type=click.Path(path_type=Path), help="Write the best model's bundle here.")
+@click.option("--force", is_flag=True, help="Replace a non-empty export folder.")
+@click.option("--mlflow-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI (default: SQLite under --storage).")
+@_user_errors
+def best(name: str | None, storage: Path, metric: str, mode: str | None, export_dir: Path | None,
+         force: bool, mlflow_uri: str | None) -> None:
+    """Show the best trial of a search by its best epoch, and optionally export it."""
+    from skinsearch.results import best_checkpoint, epoch_metrics, export_bundle, find_best, find_search
+
+    mode = mode or ("min" if metric.endswith("_loss") else "max")
+    if export_dir is not None and not force and export_dir.is_dir() and any(export_dir.iterdir()):
+        raise SkinsearchError(f"--export: {export_dir.resolve()} is not empty; choose another folder or pass --force")
+    experiment_dir = find_search(storage.expanduser().resolve(), name)
+    result = find_best(experiment_dir, metric, mode, mlflow_uri)
+    score = result.score
+    click.echo(f"search {result.search}: best of {result.trials_scored} trials by {metric} ({mode}), from {result.source}")
+    if result.note:
+        click.echo(f"note: {result.note}using Tune's results")
+    click.echo(f"trial {score.trial_id}, epoch {score.epoch}: {metric} = {score.value:.4f}")
+    checkpoint, note = best_checkpoint(score.trial_dir, metric, mode, score.epoch)
+    import json
+
+    state = json.loads((checkpoint / "state.json").read_text())
+    metrics = epoch_metrics(experiment_dir, score) or state["metrics"]
+    click.echo("metrics: " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()
+                                       if not k.startswith("val_recall_") and isinstance(v, float)))
+    click.echo("config: " + "  ".join(f"{k}={v}" for k, v in state["hparams"].items()))
+    if note:
+        click.echo(f"note: {note}")
+    if export_dir is not None:
+        path = export_bundle(checkpoint, result, export_dir.expanduser().resolve(), force)
+        click.echo(f"exported to {path}   (try: skinsearch predict {export_dir} IMAGE...)")
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_user_errors
+def predict(bundle: Path, images: tuple[Path, ...]) -> None:
+    """Classify IMAGES with an exported BUNDLE: the class and its probability for each."""
+    from skinsearch.results import predict as run_predict
+
+    for p in run_predict(bundle, list(images)):
+        click.echo(f"{p.image}\t{p.label}\t{p.probability:.3f}")
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _with_overrides(spec: Any, data_path: str | None, max_epochs: int | None) -> Any:
+    from skinsearch.spec import DataSpec
+
+    if data_path is not None:
+        try:
+            data = DataSpec(path=data_path, val_fraction=spec.data.val_fraction)
+        except ValueError as exc:
+            raise SkinsearchError(f"--data: {exc.errors()[0]['ctx']['error']}") from None  # type: ignore[attr-defined]
+        spec = spec.model_copy(update={"data": data})
+    if max_epochs is not None:
+        spec = spec.model_copy(update={"train": spec.train.model_copy(update={"max_epochs": max_epochs})})
+    return spec
+
+
+def _writable_storage(storage: Path) -> Path:
+    storage = storage.expanduser().resolve()
+    try:
+        storage.mkdir(parents=True, exist_ok=True)
+        probe = storage / ".skinsearch-write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise SkinsearchError(f"--storage: cannot write to {storage} ({exc.strerror}); choose a writable folder") from None
+    return storage
+
+
+def _search_name(storage: Path, name: str, explicit: bool) -> str:
+    if not (storage / name).exists():
+        return name
+    if explicit:
+        raise SkinsearchError(f"--name: a search named {name!r} already exists under {storage}; choose another name")
+    n = 2
+    while (storage / f"{name}-{n}").exists():
+        n += 1
+    return f"{name}-{n}"
+
+
+def _check_gpus(gpus: int | None, address: str | None) -> int | None:
+    if address is not None or gpus is None or gpus == 0:
+        return gpus
+    import torch
+
+    present = torch.cuda.device_count()
+    if gpus > present:
+        raise SkinsearchError(f"--gpus {gpus}: this machine has {present} GPU(s); pass --gpus {present} or fewer")
+    return gpus
+
+
+def _print_summary(spec: Any, outcome: Any) -> None:
+    metric = spec.train.metric
+    sign = 1.0 if spec.train.resolved_mode == "max" else -1.0
+    trials = [t for t in outcome.trials.values() if t.best]
+    trials.sort(key=lambda t: -sign * t.best.get(metric, -math.inf * sign))
+    ends = [t.end or "interrupted" for t in outcome.trials.values()]
+    click.echo("")
+    click.echo(f"{len(ends)} trials: " + ", ".join(f"{ends.count(e)} {e}" for e in sorted(set(ends))))
+    if trials:
+        searched = [k for k, p in spec.params.items() if p.kind != "fixed"]
+        cols = ["trial", "end", "epochs", metric] + [m for m in ("val_acc", "val_balanced_acc", "val_macro_f1")
+                                                     if m != metric] + searched
+        rows = [[t.name, t.end or "-", str(t.epochs)]
+                + [f"{t.best.get(m, math.nan):.4f}" for m in cols[3:-len(searched) or None]]
+                + [_short(t.config.get(k)) for k in searched] for t in trials[:5]]
+        click.echo(f"Top {len(rows)} by {metric} (best epoch of each trial):")
+        click.echo(_table(cols, rows))
+    for t in outcome.trials.values():
+        if t.end == "errored":
+            click.echo(f"errored: {t.name}: {t.error}")
+    click.echo("")
+    click.echo(f"results:     {outcome.experiment_dir}")
+    click.echo(f"best model:  skinsearch best --storage {outcome.experiment_dir.parent} "
+               f"--name {outcome.experiment_dir.name} --metric {metric} --export bundles/{outcome.experiment_dir.name}")
+    if outcome.tracking_uri.startswith("sqlite:"):
+        click.echo(f"MLflow UI:   mlflow ui --backend-store-uri {outcome.tracking_uri}")
+    click.echo(f"TensorBoard: tensorboard --logdir {outcome.experiment_dir / 'tensorboard'}")
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _table(columns: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    body = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join([line, "  ".join("-" * w for w in widths), *body])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,141 @@
+"""Decode every image once per search and keep it as uint8 arrays, one set per input size.
+
+The arrays are what trials share through Ray's object store; nothing here imports Ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from skinsearch.data.folders import DatasetFiles
+from skinsearch.errors import DataError
+
+log = logging.getLogger(__name__)
+RESAMPLE = Image.Resampling.BILINEAR  # antialiased when shrinking
+
+
+@dataclass
+class DecodedData:
+    """One input size's images as ``(N, size, size, 3)`` uint8 arrays, with labels."""
+
+    size: int
+    class_names: list[str]
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    mean: list[float] = field(default_factory=list)  # per channel, on the [0, 1] scale, train set
+    std: list[float] = field(default_factory=list)
+
+    @property
+    def preprocessing(self) -> dict[str, object]:
+        """How an image becomes model input; stored in exported bundles for ``predict``."""
+        return {
+            "color": "RGB",
+            "exif_transpose": True,
+            "resize": [self.size, self.size],
+            "resample": "bilinear",
+            "scale": 1 / 255,
+            "mean": self.mean,
+            "std": self.std,
+            "layout": "NCHW",
+        }
+
+
+def load_image(path: str | Path, sizes: list[int]) -> list[np.ndarray]:
+    """Read an image file as RGB (EXIF orientation applied) and resize it to each size.
+
+    Raises:
+        OSError, ValueError, UnidentifiedImageError: when the file is not a readable image.
+    """
+    with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("I", "I;16", "I;16B", "F"):  # 16-bit or float grayscale
+            arr = np.asarray(img, dtype=np.float64)
+            span = float(arr.max() - arr.min()) or 1.0
+            img = Image.fromarray(((arr - arr.min()) * (255.0 / span)).astype(np.uint8))
+        if img.mode == "P" or "transparency" in img.info:
+            img = img.convert("RGBA")
+        rgb = img.convert("RGB")
+        rgb.load()
+    return [np.asarray(rgb.resize((s, s), RESAMPLE), dtype=np.uint8) for s in sizes]
+
+
+def decode_dataset(files: DatasetFiles, sizes: list[int]) -> dict[int, DecodedData]:
+    """Decode every image of ``files`` once, resized to each of ``sizes``.
+
+    Unreadable files are skipped with one warning that counts them and names the first few.
+
+    Raises:
+        DataError: when a class, or the whole data set, is left with no readable image.
+    """
+    items = files.train + files.val
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        decoded = list(pool.map(lambda item: _try_load(item[0], sizes), items))
+    bad = [str(path) for (path, _), arrs in zip(items, decoded, strict=True) if arrs is None]
+    if len(bad) == len(items):
+        raise DataError(f"data: none of the {len(items)} images under {files.root} could be read (first: {bad[0]})")
+    if bad:
+        shown = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
+        warnings.warn(f"skipped {len(bad)} unreadable image(s): {shown}", stacklevel=2)
+    n_train = len(files.train)
+    train = [(a, y) for (_, y), a in zip(files.train, decoded[:n_train], strict=True) if a is not None]
+    val = [(a, y) for (_, y), a in zip(files.val, decoded[n_train:], strict=True) if a is not None]
+    _check_classes(files, [y for _, y in train], "train")
+    if not val:
+        raise DataError(f"data: no readable validation image under {files.root}")
+    out = {}
+    for i, size in enumerate(sizes):
+        x_train = np.stack([a[i] for a, _ in train])
+        x_val = np.stack([a[i] for a, _ in val])
+        mean, std = _channel_stats(x_train)
+        out[size] = DecodedData(
+            size=size,
+            class_names=list(files.class_names),
+            x_train=x_train,
+            y_train=np.array([y for _, y in train], dtype=np.int64),
+            x_val=x_val,
+            y_val=np.array([y for _, y in val], dtype=np.int64),
+            mean=mean,
+            std=std,
+        )
+    return out
+
+
+def _try_load(path: Path, sizes: list[int]) -> list[np.ndarray] | None:
+    try:
+        return load_image(path, sizes)
+    except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError):
+        return None
+
+
+def _check_classes(files: DatasetFiles, labels: list[int], split: str) -> None:
+    present = set(labels)
+    missing = [name for i, name in enumerate(files.class_names) if i not in present]
+    if missing:
+        raise DataError(
+            f"data: class {missing[0]!r} has no readable {split} image under {files.root} "
+            "(add images or remove the class folder)"
+        )
+
+
+def _channel_stats(x: np.ndarray) -> tuple[list[float], list[float]]:
+    flat = x.reshape(-1, 3)
+    # float64 sums in chunks: exact enough, and no float copy of the whole set
+    total = np.zeros(3)
+    total_sq = np.zeros(3)
+    for start in range(0, len(flat), 1 << 20):
+        chunk = flat[start : start + (1 << 20)].astype(np.float64) / 255.0
+        total += chunk.sum(0)
+        total_sq += (chunk**2).sum(0)
+    mean = total / len(flat)
+    std = np.sqrt(np.maximum(total_sq / len(flat) - mean**2, 1e-12))
+    return [round(float(m), 6) for m in mean], [round(float(s), 6) for s in std]

@@ -1,0 +1,38 @@
+"""Figures shared by tracking and export (matplotlib, headless)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: trials and CI have no display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def confusion_figure(confusion: list[list[int]], class_names: list[str], title: str = "") -> Figure:
+    """A confusion matrix: counts in each cell, shaded by the row-normalised rate."""
+    cm = np.asarray(confusion)
+    rates = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    n = len(class_names)
+    size = max(4.0, 0.6 * n + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
+    ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true", title=title)
+    ax.set_xticklabels(class_names, rotation=45, ha="right")
+    ax.set_yticklabels(class_names)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                    color="white" if rates[i, j] > 0.5 else "black", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def save_confusion_png(confusion: list[list[int]], class_names: list[str], path: str, title: str = "") -> None:
+    """Write ``confusion_figure`` as a PNG file."""
+    fig = confusion_figure(confusion, class_names, title)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

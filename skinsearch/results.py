@@ -1,0 +1,264 @@
+"""After a search: find the best trial, export it as a bundle, and predict with a bundle.
+
+The best trial is the one whose best epoch scores best on the chosen metric. Scores come from
+MLflow (the trials' child runs) and, where MLflow cannot answer, from Tune's ``result.json`` files.
+Weights come from the trial's checkpoints, which describe themselves (``state.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from skinsearch.errors import ResultsError
+from skinsearch.tracking import SEARCH_TAG, TRIAL_DIR_TAG, TRIAL_TAG, default_tracking_uri, write_reports
+
+BUNDLE_FILES = ("config.yaml", "model_state.pt")
+
+
+@dataclass
+class TrialScore:
+    """One trial's best epoch on a metric."""
+
+    trial_id: str
+    trial_dir: Path
+    value: float
+    epoch: int
+    end: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class BestTrial:
+    """The winner of a search on a metric, with where its numbers came from."""
+
+    search: str
+    metric: str
+    mode: str
+    score: TrialScore
+    source: str  # "mlflow" or "tune"
+    trials_scored: int
+    note: str = ""
+
+
+def find_search(storage: Path, name: str | None) -> Path:
+    """The results folder of search ``name``, or of the most recent search under ``storage``."""
+    if name is not None:
+        folder = storage / name
+        if not (folder / "search.yaml").exists():
+            known = ", ".join(p.parent.name for p in sorted(storage.glob("*/search.yaml"))) or "none"
+            raise ResultsError(f"no search named {name!r} under {storage} (searches there: {known})")
+        return folder
+    found = sorted(storage.glob("*/search.yaml"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise ResultsError(f"no search under {storage}; run `skinsearch run FILE` first or pass --storage")
+    return found[-1].parent
+
+
+def find_best(experiment_dir: Path, metric: str, mode: str, tracking_uri: str | None = None) -> BestTrial:
+    """Rank a search's trials by their best epoch on ``metric`` (see the module docstring).
+
+    Raises:
+        ResultsError: when no trial of the search has reported ``metric``.
+    """
+    info = yaml.safe_load((experiment_dir / "search.yaml").read_text())
+    search, sign = info["search"], (1.0 if mode == "max" else -1.0)
+    note = ""
+    try:
+        uri = tracking_uri or default_tracking_uri(Path(info["storage"]))
+        scores, source = _scores_from_mlflow(uri, info["spec"]["name"], search, metric, sign), "mlflow"
+    except Exception as exc:  # MLflow unreachable or emptied: Tune's files still hold the results
+        scores, source, note = [], "tune", f"MLflow could not be read ({exc.__class__.__name__}); "
+    if not scores:
+        scores, source = _scores_from_tune(experiment_dir, metric, sign), "tune"
+    if not scores:
+        raise ResultsError(
+            f"no trial of search {search!r} has reported {metric} yet "
+            f"(under {experiment_dir}); wait for a trial to finish an epoch, or check --metric"
+        )
+    best = max(scores, key=lambda s: sign * s.value)
+    return BestTrial(search, metric, mode, best, source, len(scores), note)
+
+
+def best_checkpoint(trial_dir: Path, metric: str, mode: str, epoch: int) -> tuple[Path, str]:
+    """The checkpoint of ``epoch`` if it was kept, else the kept one scoring best on ``metric``.
+
+    Returns:
+        The checkpoint folder and a note when it is not the requested epoch.
+    """
+    states = []
+    for folder in sorted(trial_dir.glob("checkpoint_*")):
+        state_file = folder / "state.json"
+        if state_file.exists():
+            states.append((folder, json.loads(state_file.read_text())))
+    if not states:
+        raise ResultsError(f"trial folder {trial_dir} has no checkpoint; it may have failed in its first epoch")
+    for folder, state in states:
+        if state["epoch"] == epoch:
+            return folder, ""
+    sign = 1.0 if mode == "max" else -1.0
+    folder, state = max(states, key=lambda fs: sign * _num(fs[1]["metrics"].get(metric), sign))
+    return folder, (f"epoch {epoch} was not checkpointed (checkpoints follow the search's metric); "
+                    f"exporting epoch {state['epoch']}, the best kept one by {metric}")
+
+
+def export_bundle(checkpoint: Path, best: BestTrial, export_dir: Path, force: bool = False) -> Path:
+    """Write a self-contained bundle of a checkpoint: weights (state_dict and TorchScript),
+    resolved config, metrics, class names, preprocessing, confusion matrix and report."""
+    import torch
+
+    from skinsearch.hparams import HParams
+    from skinsearch.models import build_model
+    from skinsearch.plots import save_confusion_png
+
+    if export_dir.exists() and any(export_dir.iterdir()):
+        if not force:
+            raise ResultsError(f"export folder {export_dir} is not empty; choose another or pass --force")
+        shutil.rmtree(export_dir)
+    state = json.loads((checkpoint / "state.json").read_text())
+    hp = HParams.model_validate(state["hparams"])
+    size = state["preprocessing"]["resize"][0]
+    weights = torch.load(checkpoint / "model.pt", map_location="cpu", weights_only=True)
+    model = build_model(state["model"], hp, size, len(state["class_names"]))
+    model.load_state_dict(weights)
+    model.eval()
+
+    export_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(weights, export_dir / "model_state.pt")
+    with torch.no_grad():
+        traced = torch.jit.trace(model, torch.zeros(1, 3, size, size))
+    traced.save(str(export_dir / "model_torchscript.pt"))
+    search_doc = yaml.safe_load((checkpoint.parents[1] / "search.yaml").read_text())
+    config = {
+        "model": state["model"],
+        "hparams": state["hparams"],
+        "class_names": state["class_names"],
+        "epoch": state["epoch"],
+        "search": best.search,
+        "trial_id": best.score.trial_id,
+        "chosen_by": {"metric": best.metric, "mode": best.mode, "protocol": "best epoch of a single run",
+                      "source": best.source},
+        "spec": search_doc["spec"],
+    }
+    (export_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (export_dir / "metrics.json").write_text(json.dumps(state["metrics"], indent=1))
+    (export_dir / "classes.json").write_text(json.dumps(state["class_names"], indent=1))
+    (export_dir / "preprocessing.json").write_text(json.dumps(state["preprocessing"], indent=1))
+    evaluation = state["evaluation"]
+    save_confusion_png(evaluation["confusion"], evaluation["class_names"], str(export_dir / "confusion_matrix.png"),
+                       f"{best.score.trial_id}, epoch {state['epoch']}")
+    write_reports(export_dir, evaluation)
+    return export_dir
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The top class of one image."""
+
+    image: str
+    label: str
+    probability: float
+    probabilities: dict[str, float]
+
+
+def predict(bundle: Path, images: list[Path]) -> list[Prediction]:
+    """Classify images with an exported bundle, loading its weights with ``weights_only``.
+
+    Raises:
+        ResultsError: for a folder that is not a bundle or a file that is not a readable image.
+    """
+    import torch
+
+    from skinsearch.data import load_image
+    from skinsearch.hparams import HParams
+    from skinsearch.models import build_model
+
+    missing = [f for f in BUNDLE_FILES if not (bundle / f).is_file()]
+    if missing:
+        raise ResultsError(f"{bundle} is not a skinsearch bundle (no {missing[0]}); "
+                           "export one with `skinsearch best --export DIR`")
+    config = yaml.safe_load((bundle / "config.yaml").read_text())
+    prep = json.loads((bundle / "preprocessing.json").read_text())
+    size = int(prep["resize"][0])
+    arrays = []
+    for image in images:
+        try:
+            arrays.append(load_image(image, [size])[0])
+        except (OSError, ValueError) as exc:
+            reason = "no such file" if isinstance(exc, FileNotFoundError) else "not a readable image"
+            raise ResultsError(f"{image}: {reason} (give JPEG, PNG, BMP or WebP files)") from None
+    model = build_model(config["model"], HParams.model_validate(config["hparams"]), size, len(config["class_names"]))
+    model.load_state_dict(torch.load(bundle / "model_state.pt", map_location="cpu", weights_only=True))
+    model.eval()
+    batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(prep["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(prep["std"]).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        probs = torch.softmax(model((batch - mean) / std), 1).numpy()
+    names = config["class_names"]
+    return [
+        Prediction(str(img), names[int(p.argmax())], float(p.max()), dict(zip(names, map(float, p), strict=True)))
+        for img, p in zip(images, probs, strict=True)
+    ]
+
+
+def _scores_from_mlflow(uri: str, experiment: str, search: str, metric: str, sign: float) -> list[TrialScore]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`{SEARCH_TAG}` = '{search}' and tags.`{TRIAL_TAG}` != ''",
+        max_results=10_000,
+    )
+    scores = []
+    for run in runs:
+        history = [m for m in client.get_metric_history(run.info.run_id, metric) if math.isfinite(m.value)]
+        if not history:
+            continue
+        top = max(history, key=lambda m: (sign * m.value, -m.step))
+        scores.append(TrialScore(run.data.tags[TRIAL_TAG], Path(run.data.tags[TRIAL_DIR_TAG]),
+                                 top.value, top.step, run.data.tags.get("skinsearch.end", "")))
+    return scores
+
+
+def _scores_from_tune(experiment_dir: Path, metric: str, sign: float) -> list[TrialScore]:
+    scores = []
+    for result_file in sorted(experiment_dir.glob("*/result.json")):
+        rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if isinstance(r.get(metric), int | float) and math.isfinite(r[metric])]
+        if not rows:
+            continue
+        top = max(rows, key=lambda r: (sign * r[metric], -r["epoch"]))
+        metrics = {k: v for k, v in top.items() if k.startswith(("val_", "train_")) and isinstance(v, int | float)}
+        scores.append(TrialScore(str(top["trial_id"]), result_file.parent, float(top[metric]), int(top["epoch"]),
+                                 metrics=metrics))
+    return scores
+
+
+def epoch_metrics(experiment_dir: Path, score: TrialScore) -> dict[str, float]:
+    """All metrics of the trial's best epoch, from Tune's results of that trial."""
+    if score.metrics:
+        return score.metrics
+    result_file = score.trial_dir / "result.json"
+    if not result_file.exists():
+        return {}
+    for line in result_file.read_text().splitlines():
+        row = json.loads(line) if line.strip() else {}
+        if row.get("epoch") == score.epoch:
+            return {k: v for k, v in row.items() if k.startswith(("val_", "train_")) and isinstance(v, int | float)}
+    return {}
+
+
+def _num(value: Any, sign: float) -> float:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else -math.inf * sign

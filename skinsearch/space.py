@@ -1,0 +1,164 @@
+"""A validated spec -> the concrete trial configurations it describes (pure; no Ray).
+
+For the ``grid`` and ``random`` samplers the whole space is expanded here, seeded, into a list of
+flat configurations: ``validate`` counts it, ``--max-trials`` picks from it, and the tuner hands it
+to Tune as is. ``tpe`` samples adaptively, so only its domains are described here.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from skinsearch.errors import SpecError
+from skinsearch.hparams import COMMON_HPARAMS, HParams, default_of
+from skinsearch.models import model_hparams
+from skinsearch.models._registry import min_input_size
+from skinsearch.spec import Param, SearchSpec
+
+Config = dict[str, Any]
+
+
+def hparam_names(spec: SearchSpec) -> list[str]:
+    """The hyperparameters a trial of this spec takes, in ``HParams`` order (``seed`` last)."""
+    return model_hparam_names(spec.model)
+
+
+def model_hparam_names(model: str) -> list[str]:
+    """The hyperparameters ``model`` takes, in ``HParams`` order (``seed`` last)."""
+    allowed = COMMON_HPARAMS | model_hparams(model)
+    return [name for name in HParams.model_fields if name in allowed and name != "seed"] + ["seed"]
+
+
+def domains(spec: SearchSpec) -> dict[str, Param]:
+    """Every hyperparameter's domain: the spec's, or a fixed default for the ones it leaves out."""
+    out = {}
+    for name in hparam_names(spec):
+        if name == "seed":
+            continue
+        out[name] = spec.params.get(name) or Param(kind="fixed", values=(default_of(name),))
+    return out
+
+
+def num_trials(spec: SearchSpec) -> int:
+    """How many trials the spec runs: grid combinations x num_samples, or num_samples."""
+    if spec.search.sampler != "grid":
+        return spec.search.num_samples
+    grids = [len(p.values) for p in spec.params.values() if p.kind == "grid"]
+    return math.prod(grids) * spec.search.num_samples
+
+
+def expand(spec: SearchSpec) -> list[Config]:
+    """All trial configurations of a ``grid`` or ``random`` spec, reproducible from its seed.
+
+    Each configuration is flat and complete (every hyperparameter the model takes, plus a
+    per-trial ``seed``), so it can be logged and re-run as it stands.
+    """
+    if spec.search.sampler == "tpe":
+        raise ValueError("tpe configurations are sampled during the search, not up front")
+    rng = np.random.default_rng(spec.search.seed)
+    doms = domains(spec)
+    configs = []
+    for index, fixed in enumerate(_grid_points(spec, doms)):
+        config: Config = {}
+        for name, param in doms.items():
+            config[name] = fixed[name] if name in fixed else sample(param, rng)
+        config["seed"] = spec.search.seed + index
+        configs.append(config)
+    return configs
+
+
+def pick(configs: list[Config], count: int, seed: int) -> list[Config]:
+    """A seeded, order-preserving subset of ``count`` configurations (``--max-trials``)."""
+    if count >= len(configs):
+        return configs
+    chosen = np.random.default_rng(seed).choice(len(configs), size=count, replace=False)
+    return [configs[i] for i in sorted(chosen)]
+
+
+def sample(param: Param, rng: np.random.Generator) -> Any:
+    """One value from a domain; floats are rounded to 4 significant digits for readable logs."""
+    if param.kind == "fixed":
+        return param.values[0]
+    if param.kind in ("grid", "choice"):
+        return param.values[int(rng.integers(len(param.values)))]
+    if param.kind == "randint":
+        return int(rng.integers(int(param.low), int(param.high) + 1))
+    if param.kind == "uniform":
+        return _round(rng.uniform(param.low, param.high))
+    return _round(math.exp(rng.uniform(math.log(param.low), math.log(param.high))))
+
+
+def input_sizes(spec: SearchSpec) -> list[int]:
+    """Every input size the search can use (images are decoded once for each)."""
+    return sorted({int(v) for v in domains(spec)["input_size"].values})
+
+
+def check_space(spec: SearchSpec, source: str = "<spec>") -> None:
+    """Reject input sizes the model cannot take with any architecture the space can pick.
+
+    Raises:
+        SpecError: naming the input size and the architecture that does not fit.
+    """
+    doms = domains(spec)
+    arch = [n for n in ("channels",) if n in doms and doms[n].is_discrete]
+    problems = []
+    for size in input_sizes(spec):
+        for values in itertools.product(*(doms[n].values for n in arch)):
+            hp = HParams(**dict(zip(arch, values, strict=True)))
+            smallest = min_input_size(spec.model, hp)
+            if size < smallest:
+                what = ", ".join(f"{n} {v}" for n, v in zip(arch, values, strict=True))
+                problems.append(
+                    f"{source}: params.input_size: {size} is too small for {spec.model} with "
+                    f"{what} (needs >= {smallest}: each conv block halves the image)"
+                )
+    if problems:
+        raise SpecError(*problems)
+
+
+def describe(spec: SearchSpec) -> Iterator[str]:
+    """Lines describing each hyperparameter's domain, searched ones first."""
+    doms = domains(spec)
+    width = max(map(len, doms))
+    searched = [n for n, p in doms.items() if p.kind != "fixed"]
+    for name in searched + [n for n in doms if n not in searched]:
+        yield f"{name:<{width}}  {doms[name].describe()}"
+
+
+def _grid_points(spec: SearchSpec, doms: dict[str, Param]) -> Iterator[Config]:
+    if spec.search.sampler == "random":
+        yield from ({} for _ in range(spec.search.num_samples))
+        return
+    grid = {n: p.values for n, p in doms.items() if p.kind == "grid"}
+    for _ in range(spec.search.num_samples):
+        for values in itertools.product(*grid.values()):
+            yield dict(zip(grid, values, strict=True))
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.4g}")
+
+
+# -- list-valued choices for Optuna -------------------------------------------------------------
+# Optuna's categorical values must be scalars, and Tune walks list values as nested paths, so
+# list options (hidden_sizes, channels) travel through Tune as "32-64" strings and are turned
+# back into lists in the trial.
+
+
+def encode_option(value: Any) -> Any:
+    """A list option as a string Optuna can sample; scalars unchanged."""
+    return "-".join(str(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+def decode_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Undo ``encode_option`` for the list-valued hyperparameters."""
+    out = dict(config)
+    for name in ("hidden_sizes", "channels"):
+        if isinstance(out.get(name), str):
+            out[name] = [int(v) for v in out[name].split("-")]
+    return out

@@ -1,0 +1,428 @@
+"""Search-space files: YAML -> a validated ``SearchSpec``, with one located line per problem.
+
+A file is read with ``yaml.safe_load`` semantics (plus a duplicate-key check), its sections are
+validated by pydantic models with ``extra="forbid"``, and every value each hyperparameter can take
+is checked against ``HParams``. Problems come back as ``file: yaml.path: message`` lines.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from skinsearch.errors import SpecError
+from skinsearch.hparams import COMMON_HPARAMS, DISCRETE_ONLY, HParams
+from skinsearch.models import model_hparams, model_names
+
+BUILTIN_PREFIX = "builtin:"
+BUILTIN_DATASETS = ("synthetic",)
+METRICS = (
+    "val_acc",
+    "val_balanced_acc",
+    "val_macro_f1",
+    "val_auc",
+    "val_loss",
+    "train_acc",
+    "train_loss",
+)
+PARAM_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
+_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DataSpec(BaseModel):
+    """Where the images come from."""
+
+    model_config = _STRICT
+
+    # a folder (train/ and val/ of class folders, or class folders + val_fraction) or builtin:NAME
+    path: str = "builtin:synthetic"
+    val_fraction: float | None = Field(None, gt=0.0, lt=1.0)  # only for a folder without val/
+
+    @field_validator("path")
+    @classmethod
+    def _known_builtin(cls, path: str) -> str:
+        if path.startswith(BUILTIN_PREFIX) and path[len(BUILTIN_PREFIX) :] not in BUILTIN_DATASETS:
+            valid = ", ".join(BUILTIN_PREFIX + n for n in BUILTIN_DATASETS)
+            raise ValueError(f"unknown built-in data set {path!r} (valid: {valid})")
+        return path
+
+    @property
+    def builtin(self) -> str | None:
+        """The built-in data set's name, or None for a folder."""
+        return self.path[len(BUILTIN_PREFIX) :] if self.path.startswith(BUILTIN_PREFIX) else None
+
+
+class TrainSpec(BaseModel):
+    """How each trial trains and what counts as better."""
+
+    model_config = _STRICT
+
+    max_epochs: int = Field(20, ge=1, le=10_000)
+    patience: int | None = Field(5, ge=1)  # epochs without improvement before a trial stops itself
+    metric: str = "val_acc"  # drives ASHA, early stopping, checkpoints and `best`
+    mode: Literal["max", "min"] | None = None  # default: min for *_loss, else max
+    class_weights: Literal["none", "balanced"] = "none"
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, metric: str) -> str:
+        if metric not in METRICS and not re.fullmatch(r"val_recall_\w+", metric):
+            raise ValueError(f"unknown metric {metric!r} (valid: {', '.join(METRICS)}, val_recall_<class>)")
+        return metric
+
+    @property
+    def resolved_mode(self) -> Literal["max", "min"]:
+        """``mode``, or its default for the metric."""
+        if self.mode is not None:
+            return self.mode
+        return "min" if self.metric.endswith("_loss") else "max"
+
+
+class SamplerSpec(BaseModel):
+    """How configurations are drawn from the space."""
+
+    model_config = _STRICT
+
+    # grid: every combination of `grid` values, num_samples times, ranges drawn each time;
+    # random: num_samples draws, grid values drawn like choices; tpe: num_samples through Optuna
+    sampler: Literal["grid", "random", "tpe"] = "grid"
+    num_samples: int = Field(1, ge=1, le=100_000)
+    seed: int = 0
+
+
+class SchedulerSpec(BaseModel):
+    """Early stopping across trials."""
+
+    model_config = _STRICT
+
+    type: Literal["asha", "none"] = "asha"
+    grace_period: int = Field(1, ge=1)  # epochs every trial runs before ASHA may stop it
+    reduction_factor: float = Field(3.0, gt=1.0)  # 1/reduction_factor of trials go on at each rung
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"type": value} if isinstance(value, str) else value
+
+
+class ResourcesSpec(BaseModel):
+    """What one trial asks Ray for."""
+
+    model_config = _STRICT
+
+    cpus_per_trial: float = Field(1.0, gt=0.0)
+    gpus_per_trial: float = Field(0.0, ge=0.0)  # used when Ray has GPUs; fractions share one
+
+
+class Param(BaseModel):
+    """One hyperparameter's search domain."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["fixed", "grid", "choice", "uniform", "loguniform", "randint"]
+    values: tuple[Any, ...] = ()  # fixed: the value; grid and choice: the options
+    low: float = 0.0  # ranges: bounds, both inclusive
+    high: float = 0.0
+
+    @property
+    def is_discrete(self) -> bool:
+        """True when the domain is a finite list of values."""
+        return self.kind in ("fixed", "grid", "choice")
+
+    def describe(self) -> str:
+        """A short human-readable form, as written in YAML."""
+        if self.kind == "fixed":
+            return repr(self.values[0])
+        if self.is_discrete:
+            return f"{self.kind} {list(self.values)}"
+        return f"{self.kind} [{_num(self.low)}, {_num(self.high)}]"
+
+
+class SearchSpec(BaseModel):
+    """A validated search-space file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
+    model: str
+    data: DataSpec = DataSpec()
+    train: TrainSpec = TrainSpec()
+    search: SamplerSpec = SamplerSpec()
+    scheduler: SchedulerSpec = SchedulerSpec()
+    resources: ResourcesSpec = ResourcesSpec()
+    params: dict[str, Param] = {}
+
+    @field_validator("model")
+    @classmethod
+    def _registered(cls, model: str) -> str:
+        if model not in model_names():
+            raise ValueError(f"unknown model {model!r} (valid: {', '.join(model_names())})")
+        return model
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        """The spec in the YAML form it was read from, with every default filled in."""
+        out = self.model_dump(mode="json", exclude={"params"})
+        out["scheduler"] = self.scheduler.model_dump(mode="json")
+        out["params"] = {name: _param_to_yaml(p) for name, p in self.params.items()}
+        return out
+
+
+def load_spec(path: str | Path) -> SearchSpec:
+    """Read and validate a search-space file.
+
+    Raises:
+        SpecError: with one ``file: yaml.path: message`` line per problem.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such file") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: cannot read search space ({exc.__class__.__name__})") from None
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}:{_yaml_location(exc)} invalid YAML: {_yaml_problem(exc)}") from None
+    return parse_spec(raw, source=str(path))
+
+
+def parse_spec(raw: Any, source: str = "<spec>") -> SearchSpec:
+    """Validate an already-parsed YAML document (see ``load_spec``)."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: expected a mapping of sections (name, model, data, ...), got {_kind(raw)}")
+    problems: list[str] = []
+    raw_params = raw.get("params", {})
+    try:
+        spec = SearchSpec.model_validate({**raw, "params": {}})
+    except ValidationError as exc:
+        problems += [_format_pydantic(err, root=SearchSpec) for err in exc.errors()]
+        spec = None
+    model = raw.get("model") if raw.get("model") in model_names() else None
+    params: dict[str, Param] = {}
+    if not isinstance(raw_params, dict):
+        problems.append(f"params: expected a mapping of hyperparameters, got {_kind(raw_params)}")
+    elif model is not None:
+        params = _parse_params(raw_params, model, problems)
+    if problems:
+        raise SpecError(*(f"{source}: {p}" for p in problems))
+    assert spec is not None
+    return spec.model_copy(update={"params": params})
+
+
+# -- hyperparameters ---------------------------------------------------------------------------
+
+
+def _parse_params(raw: dict[str, Any], model: str, problems: list[str]) -> dict[str, Param]:
+    allowed = COMMON_HPARAMS | model_hparams(model)
+    params: dict[str, Param] = {}
+    for name, value in raw.items():
+        where = f"params.{name}"
+        if name not in HParams.model_fields or name == "seed":
+            problems.append(f"{where}: unknown hyperparameter (valid for {model}: {', '.join(sorted(allowed))})")
+        elif name not in allowed:
+            problems.append(f"{where}: not a hyperparameter of model {model!r} (it takes: {', '.join(sorted(allowed))})")
+        else:
+            param = _parse_param(name, value, where, problems)
+            if param is not None:
+                params[name] = param
+    return params
+
+
+def _parse_param(name: str, value: Any, where: str, problems: list[str]) -> Param | None:
+    before = len(problems)
+    if isinstance(value, dict):
+        if len(value) != 1 or next(iter(value)) not in PARAM_KINDS:
+            keys = ", ".join(map(str, value)) or "none"
+            problems.append(f"{where}: expected a value or one key of {', '.join(PARAM_KINDS)}, got keys: {keys}")
+            return None
+        kind, body = next(iter(value.items()))
+    elif isinstance(value, list) and not _is_list_field(name):
+        problems.append(f"{where}: expected a single value, got a list (write `grid: [...]` or `choice: [...]` to search over values)")
+        return None
+    else:
+        kind, body = "fixed", [value]
+    where_kind = where if kind == "fixed" else f"{where}.{kind}"
+    if name in DISCRETE_ONLY and kind in ("uniform", "loguniform", "randint"):
+        problems.append(f"{where}: must be a value, grid or choice, not a range ({DISCRETE_ONLY[name]})")
+        return None
+    if kind in ("fixed", "grid", "choice"):
+        if not isinstance(body, list) or not body:
+            problems.append(f"{where_kind}: must be a non-empty list of values, got {_kind(body)}")
+            return None
+        for i, item in enumerate(body):
+            item_where = where_kind if kind == "fixed" else f"{where_kind}[{i}]"
+            _check_value(name, item, item_where, problems)
+        return None if len(problems) > before else Param(kind=kind, values=tuple(body))
+    return _parse_range(name, kind, body, where_kind, problems)
+
+
+def _parse_range(name: str, kind: str, body: Any, where: str, problems: list[str]) -> Param | None:
+    annotation = HParams.model_fields[name].annotation
+    if annotation not in (int, float):
+        problems.append(f"{where}: {name} takes no range; use grid or choice")
+        return None
+    if kind == "randint" and annotation is not int:
+        problems.append(f"{where}: randint is for integer hyperparameters; use uniform or loguniform for {name}")
+        return None
+    if not (isinstance(body, list) and len(body) == 2 and all(_is_number(b) for b in body)):
+        problems.append(f"{where}: must be [low, high], two numbers, got {body!r}")
+        return None
+    low, high = body
+    if kind == "randint" and not all(isinstance(b, int) for b in body):
+        problems.append(f"{where}: bounds must be integers, got {body!r}")
+        return None
+    if low >= high:
+        problems.append(f"{where}: low must be < high, got [{low}, {high}]")
+        return None
+    if kind == "loguniform" and low <= 0:
+        problems.append(f"{where}[0]: must be > 0 for a log scale, got {low}")
+        return None
+    before = len(problems)
+    for i, bound in enumerate(body):
+        _check_value(name, bound, f"{where}[{i}]", problems)
+    return None if len(problems) > before else Param(kind=kind, low=low, high=high)
+
+
+def _check_value(name: str, value: Any, where: str, problems: list[str]) -> None:
+    try:
+        HParams.model_validate({name: value}, strict=True)
+    except ValidationError as exc:
+        for err in exc.errors():
+            sub = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"][1:])
+            problems.append(f"{where}{sub}: {_message(err)}")
+
+
+def _is_list_field(name: str) -> bool:
+    return getattr(HParams.model_fields[name].annotation, "__origin__", None) is list
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# -- messages ----------------------------------------------------------------------------------
+
+
+def _format_pydantic(err: Any, root: type[BaseModel]) -> str:
+    loc = [p for p in err["loc"] if p not in ("function-before[_from_name()]",)]
+    path = ".".join(str(p) for p in loc if not isinstance(p, int)) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        valid = _valid_keys(root, loc[:-1])
+        return f"{path}: unknown key (valid: {', '.join(valid)})"
+    return f"{path}: {_message(err)}"
+
+
+def _valid_keys(root: type[BaseModel], loc: list[Any]) -> list[str]:
+    model: Any = root
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        model = field.annotation if field is not None else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+    return list(model.model_fields)
+
+
+def _message(err: Any) -> str:
+    kind, ctx, got = err["type"], err.get("ctx", {}), err.get("input")
+    bounds = {
+        "greater_than": (">", "gt"),
+        "greater_than_equal": (">=", "ge"),
+        "less_than": ("<", "lt"),
+        "less_than_equal": ("<=", "le"),
+    }
+    if kind in bounds:
+        op, key = bounds[kind]
+        return f"must be {op} {_bound(ctx[key])}, got {got!r}"
+    if kind == "missing":
+        return "required"
+    if kind == "literal_error":
+        return f"must be one of {ctx['expected']}, got {got!r}"
+    if kind.startswith("int_"):
+        return f"must be an integer, got {got!r}"
+    if kind.startswith("float_"):
+        return f"must be a number, got {got!r}"
+    if kind.startswith("bool_"):
+        return f"must be true or false, got {got!r}"
+    if kind.startswith("list_"):
+        return f"must be a list, got {got!r}"
+    if kind.startswith("string_pattern"):
+        return f"must be letters, digits, '.', '_' or '-' (usable as a folder name), got {got!r}"
+    if kind.startswith("string_"):
+        return f"must be a string, got {got!r}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"expected a mapping, got {_kind(got)}"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    return str(err["msg"])
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: f"the text {value!r}"}.get(type(value), repr(value))
+
+
+def _bound(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() and abs(value) >= 1 else f"{value:g}"
+
+
+def _param_to_yaml(param: Param) -> Any:
+    if param.kind == "fixed":
+        return param.values[0]
+    if param.is_discrete:
+        return {param.kind: list(param.values)}
+    low, high = (int(param.low), int(param.high)) if param.kind == "randint" else (param.low, param.high)
+    return {param.kind: [low, high]}
+
+
+# -- YAML --------------------------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``SafeLoader`` that rejects a key given twice in one mapping instead of keeping the last."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.1 (PyYAML) reads 1e-4 as a string; accept the exponent forms YAML 1.2 and users write.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def _yaml_location(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    return f"{mark.line + 1}:{mark.column + 1}:" if mark is not None else ""
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    return str(getattr(exc, "problem", None) or exc).strip()

@@ -1,0 +1,213 @@
+"""One trial's training loop in plain PyTorch: epochs, evaluation, early stopping, checkpoints.
+
+No Ray here: ``train.py`` drives a ``Trainer`` inside a Tune trial, and the same class serves
+tests and benchmarks. Randomness is re-seeded from (trial seed, epoch) at every epoch, so a trial
+resumed from a checkpoint draws the same batches and augmentations as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from skinsearch.data.augment import augment_batch, build_augment
+from skinsearch.data.decode import DecodedData
+from skinsearch.hparams import HParams
+from skinsearch.metrics import Evaluation, evaluate
+from skinsearch.models import build_model
+from skinsearch.space import model_hparam_names
+from skinsearch.spec import TrainSpec
+
+EVAL_BATCH = 256
+STATE_FILE = "state.json"
+MODEL_FILE = "model.pt"
+OPTIMIZER_FILE = "optimizer.pt"
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """What one epoch produced."""
+
+    epoch: int  # 1-based
+    metrics: dict[str, float]
+    evaluation: Evaluation
+    improved: bool  # the driving metric is the best so far
+    stop_reason: str | None  # "early_stopped", "max_epochs", or None to go on
+
+
+class Trainer:
+    """Trains one model with one set of hyperparameters on decoded data.
+
+    Args:
+        model_name: A registered model.
+        hp: The trial's hyperparameters.
+        train: Epochs, patience, metric, loss settings.
+        data: The decoded images at ``hp.input_size``.
+        device: Where to train; default CUDA when present.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        hp: HParams,
+        train: TrainSpec,
+        data: DecodedData,
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.model_name, self.hp, self.train, self.data = model_name, hp, train, data
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        torch.manual_seed(hp.seed)
+        n_classes = len(data.class_names)
+        self.model = build_model(model_name, hp, data.size, n_classes).to(self.device)
+        self.optimizer = _optimizer(self.model, hp)
+        weight = _class_weights(data.y_train, n_classes) if train.class_weights == "balanced" else None
+        self.criterion = nn.CrossEntropyLoss(
+            weight=None if weight is None else weight.to(self.device),
+            label_smoothing=train.label_smoothing,
+        )
+        self.augment = build_augment(hp, hp.seed)
+        self.mean = torch.tensor(data.mean, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(data.std, device=self.device).view(1, 3, 1, 1)
+        self.sign = 1.0 if train.resolved_mode == "max" else -1.0
+        self.epoch = 0
+        self.best: float | None = None
+        self.best_epoch = 0
+        self.bad_epochs = 0
+
+    def fit_epoch(self) -> EpochResult:
+        """Train one epoch, evaluate on val, and update the early-stopping state."""
+        self.epoch += 1
+        epoch_seed = self.hp.seed * 100_003 + self.epoch
+        torch.manual_seed(epoch_seed)
+        if self.augment is not None:
+            self.augment.set_random_seed(epoch_seed)
+        train_loss, train_acc = self._train_once(np.random.default_rng(epoch_seed))
+        val_loss, evaluation = self._evaluate()
+        metrics = {
+            "epoch": float(self.epoch),
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            "val_loss": val_loss,
+            **evaluation.metrics("val_"),
+        }
+        score = metrics[self.train.metric]
+        improved = self.best is None or self.sign * score > self.sign * self.best
+        if improved:
+            self.best, self.best_epoch, self.bad_epochs = score, self.epoch, 0
+        else:
+            self.bad_epochs += 1
+        stop = None
+        if self.epoch >= self.train.max_epochs:
+            stop = "max_epochs"
+        elif self.train.patience is not None and self.bad_epochs >= self.train.patience:
+            stop = "early_stopped"
+        return EpochResult(self.epoch, metrics, evaluation, improved, stop)
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities for ``(N, H, W, 3)`` uint8 images."""
+        self.model.eval()
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(images), EVAL_BATCH):
+                logits = self.model(self._to_input(images[start : start + EVAL_BATCH]))
+                out.append(torch.softmax(logits.float(), 1).cpu().numpy())
+        return np.concatenate(out)
+
+    def save(self, folder: str | Path, result: EpochResult) -> None:
+        """Write a self-describing checkpoint: weights, optimizer, loop state, this epoch's
+        metrics and evaluation, and what is needed to rebuild the model."""
+        folder = Path(folder)
+        torch.save(self.model.state_dict(), folder / MODEL_FILE)
+        torch.save(self.optimizer.state_dict(), folder / OPTIMIZER_FILE)
+        state = {
+            "epoch": self.epoch,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "metrics": result.metrics,
+            "evaluation": dataclasses.asdict(result.evaluation),
+            "model": self.model_name,
+            "hparams": self.hp.model_dump(mode="json", include=set(model_hparam_names(self.model_name))),
+            "class_names": self.data.class_names,
+            "preprocessing": self.data.preprocessing,
+        }
+        (folder / STATE_FILE).write_text(json.dumps(_finite(state), indent=1))
+
+    def load(self, folder: str | Path) -> None:
+        """Resume from a checkpoint written by ``save``."""
+        folder = Path(folder)
+        state = json.loads((folder / STATE_FILE).read_text())
+        self.model.load_state_dict(torch.load(folder / MODEL_FILE, map_location=self.device, weights_only=True))
+        self.optimizer.load_state_dict(torch.load(folder / OPTIMIZER_FILE, map_location=self.device, weights_only=True))
+        self.epoch, self.best = state["epoch"], state["best"]
+        self.best_epoch, self.bad_epochs = state["best_epoch"], state["bad_epochs"]
+
+    def _train_once(self, rng: np.random.Generator) -> tuple[float, float]:
+        self.model.train()
+        x, y = self.data.x_train, self.data.y_train
+        order = rng.permutation(len(y))
+        bs = self.hp.batch_size
+        if len(order) % bs == 1 and len(order) > 1:
+            order = order[:-1]  # a batch of one breaks BatchNorm and says nothing about the loss
+        total_loss, correct = 0.0, 0
+        for start in range(0, len(order), bs):
+            idx = np.sort(order[start : start + bs])
+            inputs = self._to_input(augment_batch(self.augment, x[idx]))
+            targets = torch.from_numpy(y[idx]).to(self.device)
+            logits = self.model(inputs)
+            loss = self.criterion(logits, targets)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss became {loss.item()} in epoch {self.epoch} (lr {self.hp.lr} may be too high)"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            total_loss += loss.item() * len(idx)
+            correct += int((logits.argmax(1) == targets).sum())
+        return total_loss / len(order), correct / len(order)
+
+    def _evaluate(self) -> tuple[float, Evaluation]:
+        probs = self.predict_proba(self.data.x_val)
+        labels = self.data.y_val
+        nll = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))
+        return float(nll.mean()), evaluate(labels, probs, self.data.class_names)
+
+    def _to_input(self, images: np.ndarray) -> torch.Tensor:
+        batch = torch.from_numpy(np.ascontiguousarray(images)).to(self.device, non_blocking=True)
+        batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
+        return (batch - self.mean) / self.std
+
+
+def _optimizer(model: nn.Module, hp: HParams) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if hp.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+    if hp.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+    return torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+
+
+def _class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    # scikit-learn's "balanced": n_samples / (n_classes * count of the class)
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    return torch.tensor(len(labels) / (n_classes * np.maximum(counts, 1)), dtype=torch.float32)
+
+
+def _finite(value: Any) -> Any:
+    # JSON has no NaN; an undefined metric (AUC with one class) is stored as null
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
