@@ -35,7 +35,7 @@ class UserError(click.ClickException):
         super().__init__("\n".join(problems))
         self.problems = problems
 
-    def show(self, file: Any = None) -> None:  # noqa: D102
+    def show(self, file: Any = None) -> None:
         for problem in self.problems:
             click.echo(f"Error: {problem}", err=True)
 
@@ -47,6 +47,9 @@ def _user_errors(command: F) -> F:
             return command(*args, **kwargs)
         except SkinsearchError as exc:
             raise UserError(exc.problems) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
 
@@ -56,10 +59,11 @@ def _user_errors(command: F) -> F:
 def main() -> None:
     """Hyperparameter search for skin-lesion image classifiers on Ray Tune."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
     for noisy in ("mlflow", "alembic", "ray"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     warnings.filterwarnings("default", message="skipped .* unreadable image")
-    warnings.formatwarning = lambda message, category, *rest: f"Warning: {message}\n"  # type: ignore[assignment]
+    warnings.formatwarning = _format_warning
 
 
 @main.command()
@@ -75,12 +79,21 @@ def validate(file: Path) -> None:
     click.echo(f"{file}: valid")
     click.echo(f"name: {spec.name}   model: {spec.model}   data: {spec.data.path}")
     t, sch = spec.train, spec.scheduler
-    click.echo(f"train: up to {t.max_epochs} epochs, patience {t.patience}, "
-               f"{t.metric} ({t.resolved_mode}), class weights {t.class_weights}, label smoothing {t.label_smoothing:g}")
-    click.echo(f"search: {spec.search.sampler}, num_samples {spec.search.num_samples}, seed {spec.search.seed}; "
-               + (f"scheduler asha (grace {sch.grace_period}, reduction {sch.reduction_factor:g})"
-                  if sch.type == "asha" else "no scheduler"))
-    click.echo(f"resources per trial: {spec.resources.cpus_per_trial:g} CPU, {spec.resources.gpus_per_trial:g} GPU")
+    click.echo(
+        f"train: up to {t.max_epochs} epochs, patience {t.patience}, "
+        f"{t.metric} ({t.resolved_mode}), class weights {t.class_weights}, label smoothing {t.label_smoothing:g}"
+    )
+    click.echo(
+        f"search: {spec.search.sampler}, num_samples {spec.search.num_samples}, seed {spec.search.seed}; "
+        + (
+            f"scheduler asha (grace {sch.grace_period}, reduction {sch.reduction_factor:g})"
+            if sch.type == "asha"
+            else "no scheduler"
+        )
+    )
+    click.echo(
+        f"resources per trial: {spec.resources.cpus_per_trial:g} CPU, {spec.resources.gpus_per_trial:g} GPU"
+    )
     click.echo("params:")
     for line in space.describe(spec):
         click.echo(f"  {line}")
@@ -92,18 +105,45 @@ def validate(file: Path) -> None:
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--gpus", type=click.IntRange(min=0), help="GPUs Ray may use (default: all present).")
 @click.option("--cpus", type=click.IntRange(min=1), help="CPUs Ray may use (default: all).")
-@click.option("--address", help="Join this Ray cluster (auto, host:port, ray://host:port) instead of starting one.")
-@click.option("--storage", type=click.Path(path_type=Path), default=DEFAULT_STORAGE, show_default=True,
-              help="Results folder (made absolute).")
+@click.option(
+    "--address",
+    help="Join this Ray cluster (auto, host:port, ray://host:port) instead of starting one.",
+)
+@click.option(
+    "--storage",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_STORAGE,
+    show_default=True,
+    help="Results folder (made absolute).",
+)
 @click.option("--name", help="Search name (default: the file's `name`, numbered if taken).")
-@click.option("--mlflow-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI (default: SQLite under --storage).")
-@click.option("--data", "data_path", help="Use this data folder (or builtin:NAME) instead of the file's.")
+@click.option(
+    "--mlflow-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    help="MLflow tracking URI (default: SQLite under --storage).",
+)
+@click.option(
+    "--data", "data_path", help="Use this data folder (or builtin:NAME) instead of the file's."
+)
 @click.option("--max-epochs", type=click.IntRange(min=1), help="Override train.max_epochs.")
-@click.option("--max-trials", type=click.IntRange(min=1), help="Run only N of the configurations (a seeded pick).")
+@click.option(
+    "--max-trials",
+    type=click.IntRange(min=1),
+    help="Run only N of the configurations (a seeded pick).",
+)
 @_user_errors
-def run(file: Path, gpus: int | None, cpus: int | None, address: str | None, storage: Path,
-        name: str | None, mlflow_uri: str | None, data_path: str | None, max_epochs: int | None,
-        max_trials: int | None) -> None:
+def run(
+    file: Path,
+    gpus: int | None,
+    cpus: int | None,
+    address: str | None,
+    storage: Path,
+    name: str | None,
+    mlflow_uri: str | None,
+    data_path: str | None,
+    max_epochs: int | None,
+    max_trials: int | None,
+) -> None:
     """Run the search that FILE describes on Ray Tune."""
     from skinsearch import space
     from skinsearch.spec import load_spec
@@ -123,35 +163,70 @@ def run(file: Path, gpus: int | None, cpus: int | None, address: str | None, sto
     )
     total = space.num_trials(spec)
     planned = min(total, max_trials) if max_trials else total
-    click.echo(f"search {options.name}: {planned} of {total} trials of {spec.model}; results in {storage / options.name}")
+    click.echo(
+        f"search {options.name}: {planned} of {total} trials of {spec.model}; results in {storage / options.name}"
+    )
     outcome = run_search(spec, options, echo=click.echo)
     _print_summary(spec, outcome)
     if outcome.interrupted:
-        click.echo("Interrupted: finished trials are kept above; unfinished ones are marked KILLED in MLflow.", err=True)
+        click.echo(
+            "Interrupted: finished trials are kept above; unfinished ones are marked KILLED in MLflow.",
+            err=True,
+        )
         sys.exit(130)
 
 
 @main.command()
 @click.option("--name", help="Search name (default: the most recent under --storage).")
-@click.option("--storage", type=click.Path(path_type=Path), default=DEFAULT_STORAGE, show_default=True)
+@click.option(
+    "--storage", type=click.Path(path_type=Path), default=DEFAULT_STORAGE, show_default=True
+)
 @click.option("--metric", default="val_acc", show_default=True, help="Any reported metric.")
-@click.option("--mode", type=click.Choice(["max", "min"]), help="Default: min for *_loss, else max.")
-@click.option("--export", "export_dir", type=click.Path(path_type=Path), help="Write the best model's bundle here.")
+@click.option(
+    "--mode", type=click.Choice(["max", "min"]), help="Default: min for *_loss, else max."
+)
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(path_type=Path),
+    help="Write the best model's bundle here.",
+)
 @click.option("--force", is_flag=True, help="Replace a non-empty export folder.")
-@click.option("--mlflow-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI (default: SQLite under --storage).")
+@click.option(
+    "--mlflow-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    help="MLflow tracking URI (default: SQLite under --storage).",
+)
 @_user_errors
-def best(name: str | None, storage: Path, metric: str, mode: str | None, export_dir: Path | None,
-         force: bool, mlflow_uri: str | None) -> None:
+def best(
+    name: str | None,
+    storage: Path,
+    metric: str,
+    mode: str | None,
+    export_dir: Path | None,
+    force: bool,
+    mlflow_uri: str | None,
+) -> None:
     """Show the best trial of a search by its best epoch, and optionally export it."""
-    from skinsearch.results import best_checkpoint, epoch_metrics, export_bundle, find_best, find_search
+    from skinsearch.results import (
+        best_checkpoint,
+        epoch_metrics,
+        export_bundle,
+        find_best,
+        find_search,
+    )
 
     mode = mode or ("min" if metric.endswith("_loss") else "max")
     if export_dir is not None and not force and export_dir.is_dir() and any(export_dir.iterdir()):
-        raise SkinsearchError(f"--export: {export_dir.resolve()} is not empty; choose another folder or pass --force")
+        raise SkinsearchError(
+            f"--export: {export_dir.resolve()} is not empty; choose another folder or pass --force"
+        )
     experiment_dir = find_search(storage.expanduser().resolve(), name)
     result = find_best(experiment_dir, metric, mode, mlflow_uri)
     score = result.score
-    click.echo(f"search {result.search}: best of {result.trials_scored} trials by {metric} ({mode}), from {result.source}")
+    click.echo(
+        f"search {result.search}: best of {result.trials_scored} trials by {metric} ({mode}), from {result.source}"
+    )
     if result.note:
         click.echo(f"note: {result.note}using Tune's results")
     click.echo(f"trial {score.trial_id}, epoch {score.epoch}: {metric} = {score.value:.4f}")
@@ -160,8 +235,14 @@ def best(name: str | None, storage: Path, metric: str, mode: str | None, export_
 
     state = json.loads((checkpoint / "state.json").read_text())
     metrics = epoch_metrics(experiment_dir, score) or state["metrics"]
-    click.echo("metrics: " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()
-                                       if not k.startswith("val_recall_") and isinstance(v, float)))
+    click.echo(
+        "metrics: "
+        + "  ".join(
+            f"{k}={v:.4f}"
+            for k, v in metrics.items()
+            if not k.startswith("val_recall_") and isinstance(v, float)
+        )
+    )
     click.echo("config: " + "  ".join(f"{k}={v}" for k, v in state["hparams"].items()))
     if note:
         click.echo(f"note: {note}")
@@ -185,17 +266,28 @@ def predict(bundle: Path, images: tuple[Path, ...]) -> None:
 # -- helpers ---------------------------------------------------------------------------------
 
 
+def _format_warning(
+    message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any
+) -> str:
+    # a warning for users (skipped images) is one line, not a source excerpt
+    return f"Warning: {message}\n"
+
+
 def _with_overrides(spec: Any, data_path: str | None, max_epochs: int | None) -> Any:
+    from pydantic import ValidationError
+
     from skinsearch.spec import DataSpec
 
     if data_path is not None:
         try:
             data = DataSpec(path=data_path, val_fraction=spec.data.val_fraction)
-        except ValueError as exc:
-            raise SkinsearchError(f"--data: {exc.errors()[0]['ctx']['error']}") from None  # type: ignore[attr-defined]
+        except ValidationError as exc:
+            raise SkinsearchError(f"--data: {exc.errors()[0]['ctx']['error']}") from None
         spec = spec.model_copy(update={"data": data})
     if max_epochs is not None:
-        spec = spec.model_copy(update={"train": spec.train.model_copy(update={"max_epochs": max_epochs})})
+        spec = spec.model_copy(
+            update={"train": spec.train.model_copy(update={"max_epochs": max_epochs})}
+        )
     return spec
 
 
@@ -207,7 +299,9 @@ def _writable_storage(storage: Path) -> Path:
         probe.touch()
         probe.unlink()
     except OSError as exc:
-        raise SkinsearchError(f"--storage: cannot write to {storage} ({exc.strerror}); choose a writable folder") from None
+        raise SkinsearchError(
+            f"--storage: cannot write to {storage} ({exc.strerror}); choose a writable folder"
+        ) from None
     return storage
 
 
@@ -215,7 +309,9 @@ def _search_name(storage: Path, name: str, explicit: bool) -> str:
     if not (storage / name).exists():
         return name
     if explicit:
-        raise SkinsearchError(f"--name: a search named {name!r} already exists under {storage}; choose another name")
+        raise SkinsearchError(
+            f"--name: a search named {name!r} already exists under {storage}; choose another name"
+        )
     n = 2
     while (storage / f"{name}-{n}").exists():
         n += 1
@@ -229,7 +325,9 @@ def _check_gpus(gpus: int | None, address: str | None) -> int | None:
 
     present = torch.cuda.device_count()
     if gpus > present:
-        raise SkinsearchError(f"--gpus {gpus}: this machine has {present} GPU(s); pass --gpus {present} or fewer")
+        raise SkinsearchError(
+            f"--gpus {gpus}: this machine has {present} GPU(s); pass --gpus {present} or fewer"
+        )
     return gpus
 
 
@@ -240,14 +338,23 @@ def _print_summary(spec: Any, outcome: Any) -> None:
     trials.sort(key=lambda t: -sign * t.best.get(metric, -math.inf * sign))
     ends = [t.end or "interrupted" for t in outcome.trials.values()]
     click.echo("")
-    click.echo(f"{len(ends)} trials: " + ", ".join(f"{ends.count(e)} {e}" for e in sorted(set(ends))))
+    counts = [f"{ends.count(e)} {e}" for e in sorted(set(ends))]
+    if outcome.planned > len(ends):
+        counts.append(f"{outcome.planned - len(ends)} not started")
+    click.echo(f"{outcome.planned} trials: " + ", ".join(counts))
     if trials:
         searched = [k for k, p in spec.params.items() if p.kind != "fixed"]
-        cols = ["trial", "end", "epochs", metric] + [m for m in ("val_acc", "val_balanced_acc", "val_macro_f1")
-                                                     if m != metric] + searched
-        rows = [[t.name, t.end or "-", str(t.epochs)]
-                + [f"{t.best.get(m, math.nan):.4f}" for m in cols[3:-len(searched) or None]]
-                + [_short(t.config.get(k)) for k in searched] for t in trials[:5]]
+        cols = (
+            ["trial", "end", "epochs", metric]
+            + [m for m in ("val_acc", "val_balanced_acc", "val_macro_f1") if m != metric]
+            + searched
+        )
+        rows = [
+            [t.name, t.end or "-", str(t.epochs)]
+            + [f"{t.best.get(m, math.nan):.4f}" for m in cols[3 : -len(searched) or None]]
+            + [_short(t.config.get(k)) for k in searched]
+            for t in trials[:5]
+        ]
         click.echo(f"Top {len(rows)} by {metric} (best epoch of each trial):")
         click.echo(_table(cols, rows))
     for t in outcome.trials.values():
@@ -255,8 +362,10 @@ def _print_summary(spec: Any, outcome: Any) -> None:
             click.echo(f"errored: {t.name}: {t.error}")
     click.echo("")
     click.echo(f"results:     {outcome.experiment_dir}")
-    click.echo(f"best model:  skinsearch best --storage {outcome.experiment_dir.parent} "
-               f"--name {outcome.experiment_dir.name} --metric {metric} --export bundles/{outcome.experiment_dir.name}")
+    click.echo(
+        f"best model:  skinsearch best --storage {outcome.experiment_dir.parent} "
+        f"--name {outcome.experiment_dir.name} --metric {metric} --export bundles/{outcome.experiment_dir.name}"
+    )
     if outcome.tracking_uri.startswith("sqlite:"):
         click.echo(f"MLflow UI:   mlflow ui --backend-store-uri {outcome.tracking_uri}")
     click.echo(f"TensorBoard: tensorboard --logdir {outcome.experiment_dir / 'tensorboard'}")

@@ -46,7 +46,9 @@ class HParams(BaseModel):
     init: Literal["default", "he", "xavier", "uniform"] = "default"
     hidden_sizes: list[PositiveInt] = Field(default_factory=lambda: [256, 128])  # mlp
     activation: Literal["relu", "leaky_relu", "elu", "gelu", "tanh"] = "relu"  # mlp
-    channels: list[PositiveInt] = Field(default_factory=lambda: [32, 64])  # cnn, one conv block each
+    channels: list[PositiveInt] = Field(
+        default_factory=lambda: [32, 64]
+    )  # cnn, one conv block each
     kernel_size: int = Field(3, ge=1, le=15)  # cnn
     fc_size: PositiveInt = 128  # cnn
     # reproducibility: set per trial by the search, not searched

@@ -38,7 +38,9 @@ class Evaluation:
             f"{prefix}macro_f1": self.macro_f1,
             f"{prefix}auc": self.auc,
         }
-        out.update({f"{prefix}recall_{n}": r for n, r in zip(self.class_names, self.recall, strict=True)})
+        out.update(
+            {f"{prefix}recall_{n}": r for n, r in zip(self.class_names, self.recall, strict=True)}
+        )
         return out
 
     def report(self) -> dict[str, Any]:
@@ -66,7 +68,10 @@ class Evaluation:
             lines.append(
                 f"{name:>{width}}  {r['precision']:9.3f} {r['recall']:9.3f} {r['f1-score']:9.3f} {r['support']:9d}"
             )
-        lines += ["", f"{'accuracy':>{width}}  {'':9} {'':9} {self.acc:9.3f} {sum(self.support):9d}"]
+        lines += [
+            "",
+            f"{'accuracy':>{width}}  {'':9} {'':9} {self.acc:9.3f} {sum(self.support):9d}",
+        ]
         for name in ("macro avg", "weighted avg"):
             r = report[name]
             lines.append(
@@ -79,7 +84,9 @@ def evaluate(labels: np.ndarray, probs: np.ndarray, class_names: list[str]) -> E
     """Evaluate predicted class probabilities ``(N, C)`` against integer labels ``(N,)``."""
     n_classes = len(class_names)
     preds = probs.argmax(1)
-    cm = np.bincount(labels * n_classes + preds, minlength=n_classes**2).reshape(n_classes, n_classes)
+    cm = np.bincount(labels * n_classes + preds, minlength=n_classes**2).reshape(
+        n_classes, n_classes
+    )
     tp = np.diag(cm).astype(np.float64)
     support = cm.sum(1)
     predicted = cm.sum(0)

@@ -6,9 +6,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: trials and CI have no display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
 
 def confusion_figure(confusion: list[list[int]], class_names: list[str], title: str = "") -> Figure:
@@ -25,13 +25,22 @@ def confusion_figure(confusion: list[list[int]], class_names: list[str], title: 
     ax.set_yticklabels(class_names)
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                    color="white" if rates[i, j] > 0.5 else "black", fontsize=8)
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                color="white" if rates[i, j] > 0.5 else "black",
+                fontsize=8,
+            )
     fig.tight_layout()
     return fig
 
 
-def save_confusion_png(confusion: list[list[int]], class_names: list[str], path: str, title: str = "") -> None:
+def save_confusion_png(
+    confusion: list[list[int]], class_names: list[str], path: str, title: str = ""
+) -> None:
     """Write ``confusion_figure`` as a PNG file."""
     fig = confusion_figure(confusion, class_names, title)
     fig.savefig(path, dpi=110)

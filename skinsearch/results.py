@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,13 @@ import numpy as np
 import yaml
 
 from skinsearch.errors import ResultsError
-from skinsearch.tracking import SEARCH_TAG, TRIAL_DIR_TAG, TRIAL_TAG, default_tracking_uri, write_reports
+from skinsearch.tracking import (
+    SEARCH_TAG,
+    TRIAL_DIR_TAG,
+    TRIAL_TAG,
+    default_tracking_uri,
+    write_reports,
+)
 
 BUNDLE_FILES = ("config.yaml", "model_state.pt")
 
@@ -53,16 +60,24 @@ def find_search(storage: Path, name: str | None) -> Path:
     if name is not None:
         folder = storage / name
         if not (folder / "search.yaml").exists():
-            known = ", ".join(p.parent.name for p in sorted(storage.glob("*/search.yaml"))) or "none"
-            raise ResultsError(f"no search named {name!r} under {storage} (searches there: {known})")
+            known = (
+                ", ".join(p.parent.name for p in sorted(storage.glob("*/search.yaml"))) or "none"
+            )
+            raise ResultsError(
+                f"no search named {name!r} under {storage} (searches there: {known})"
+            )
         return folder
     found = sorted(storage.glob("*/search.yaml"), key=lambda p: p.stat().st_mtime)
     if not found:
-        raise ResultsError(f"no search under {storage}; run `skinsearch run FILE` first or pass --storage")
+        raise ResultsError(
+            f"no search under {storage}; run `skinsearch run FILE` first or pass --storage"
+        )
     return found[-1].parent
 
 
-def find_best(experiment_dir: Path, metric: str, mode: str, tracking_uri: str | None = None) -> BestTrial:
+def find_best(
+    experiment_dir: Path, metric: str, mode: str, tracking_uri: str | None = None
+) -> BestTrial:
     """Rank a search's trials by their best epoch on ``metric`` (see the module docstring).
 
     Raises:
@@ -73,7 +88,10 @@ def find_best(experiment_dir: Path, metric: str, mode: str, tracking_uri: str | 
     note = ""
     try:
         uri = tracking_uri or default_tracking_uri(Path(info["storage"]))
-        scores, source = _scores_from_mlflow(uri, info["spec"]["name"], search, metric, sign), "mlflow"
+        scores, source = (
+            _scores_from_mlflow(uri, info["spec"]["name"], search, metric, sign),
+            "mlflow",
+        )
     except Exception as exc:  # MLflow unreachable or emptied: Tune's files still hold the results
         scores, source, note = [], "tune", f"MLflow could not be read ({exc.__class__.__name__}); "
     if not scores:
@@ -99,14 +117,18 @@ def best_checkpoint(trial_dir: Path, metric: str, mode: str, epoch: int) -> tupl
         if state_file.exists():
             states.append((folder, json.loads(state_file.read_text())))
     if not states:
-        raise ResultsError(f"trial folder {trial_dir} has no checkpoint; it may have failed in its first epoch")
+        raise ResultsError(
+            f"trial folder {trial_dir} has no checkpoint; it may have failed in its first epoch"
+        )
     for folder, state in states:
         if state["epoch"] == epoch:
             return folder, ""
     sign = 1.0 if mode == "max" else -1.0
     folder, state = max(states, key=lambda fs: sign * _num(fs[1]["metrics"].get(metric), sign))
-    return folder, (f"epoch {epoch} was not checkpointed (checkpoints follow the search's metric); "
-                    f"exporting epoch {state['epoch']}, the best kept one by {metric}")
+    return folder, (
+        f"epoch {epoch} was not checkpointed (checkpoints follow the search's metric); "
+        f"exporting epoch {state['epoch']}, the best kept one by {metric}"
+    )
 
 
 def export_bundle(checkpoint: Path, best: BestTrial, export_dir: Path, force: bool = False) -> Path:
@@ -120,7 +142,9 @@ def export_bundle(checkpoint: Path, best: BestTrial, export_dir: Path, force: bo
 
     if export_dir.exists() and any(export_dir.iterdir()):
         if not force:
-            raise ResultsError(f"export folder {export_dir} is not empty; choose another or pass --force")
+            raise ResultsError(
+                f"export folder {export_dir} is not empty; choose another or pass --force"
+            )
         shutil.rmtree(export_dir)
     state = json.loads((checkpoint / "state.json").read_text())
     hp = HParams.model_validate(state["hparams"])
@@ -132,9 +156,12 @@ def export_bundle(checkpoint: Path, best: BestTrial, export_dir: Path, force: bo
 
     export_dir.mkdir(parents=True, exist_ok=True)
     torch.save(weights, export_dir / "model_state.pt")
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # TorchScript is deprecated in torch 2.13 but still the format most serving stacks load
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.* is deprecated")
         traced = torch.jit.trace(model, torch.zeros(1, 3, size, size))
-    traced.save(str(export_dir / "model_torchscript.pt"))
+        traced.save(str(export_dir / "model_torchscript.pt"))
     search_doc = yaml.safe_load((checkpoint.parents[1] / "search.yaml").read_text())
     config = {
         "model": state["model"],
@@ -143,8 +170,12 @@ def export_bundle(checkpoint: Path, best: BestTrial, export_dir: Path, force: bo
         "epoch": state["epoch"],
         "search": best.search,
         "trial_id": best.score.trial_id,
-        "chosen_by": {"metric": best.metric, "mode": best.mode, "protocol": "best epoch of a single run",
-                      "source": best.source},
+        "chosen_by": {
+            "metric": best.metric,
+            "mode": best.mode,
+            "protocol": "best epoch of a single run",
+            "source": best.source,
+        },
         "spec": search_doc["spec"],
     }
     (export_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
@@ -152,8 +183,12 @@ def export_bundle(checkpoint: Path, best: BestTrial, export_dir: Path, force: bo
     (export_dir / "classes.json").write_text(json.dumps(state["class_names"], indent=1))
     (export_dir / "preprocessing.json").write_text(json.dumps(state["preprocessing"], indent=1))
     evaluation = state["evaluation"]
-    save_confusion_png(evaluation["confusion"], evaluation["class_names"], str(export_dir / "confusion_matrix.png"),
-                       f"{best.score.trial_id}, epoch {state['epoch']}")
+    save_confusion_png(
+        evaluation["confusion"],
+        evaluation["class_names"],
+        str(export_dir / "confusion_matrix.png"),
+        f"{best.score.trial_id}, epoch {state['epoch']}",
+    )
     write_reports(export_dir, evaluation)
     return export_dir
 
@@ -182,8 +217,10 @@ def predict(bundle: Path, images: list[Path]) -> list[Prediction]:
 
     missing = [f for f in BUNDLE_FILES if not (bundle / f).is_file()]
     if missing:
-        raise ResultsError(f"{bundle} is not a skinsearch bundle (no {missing[0]}); "
-                           "export one with `skinsearch best --export DIR`")
+        raise ResultsError(
+            f"{bundle} is not a skinsearch bundle (no {missing[0]}); "
+            "export one with `skinsearch best --export DIR`"
+        )
     config = yaml.safe_load((bundle / "config.yaml").read_text())
     prep = json.loads((bundle / "preprocessing.json").read_text())
     size = int(prep["resize"][0])
@@ -192,10 +229,16 @@ def predict(bundle: Path, images: list[Path]) -> list[Prediction]:
         try:
             arrays.append(load_image(image, [size])[0])
         except (OSError, ValueError) as exc:
-            reason = "no such file" if isinstance(exc, FileNotFoundError) else "not a readable image"
+            reason = (
+                "no such file" if isinstance(exc, FileNotFoundError) else "not a readable image"
+            )
             raise ResultsError(f"{image}: {reason} (give JPEG, PNG, BMP or WebP files)") from None
-    model = build_model(config["model"], HParams.model_validate(config["hparams"]), size, len(config["class_names"]))
-    model.load_state_dict(torch.load(bundle / "model_state.pt", map_location="cpu", weights_only=True))
+    model = build_model(
+        config["model"], HParams.model_validate(config["hparams"]), size, len(config["class_names"])
+    )
+    model.load_state_dict(
+        torch.load(bundle / "model_state.pt", map_location="cpu", weights_only=True)
+    )
     model.eval()
     batch = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
     mean = torch.tensor(prep["mean"]).view(1, 3, 1, 1)
@@ -204,12 +247,19 @@ def predict(bundle: Path, images: list[Path]) -> list[Prediction]:
         probs = torch.softmax(model((batch - mean) / std), 1).numpy()
     names = config["class_names"]
     return [
-        Prediction(str(img), names[int(p.argmax())], float(p.max()), dict(zip(names, map(float, p), strict=True)))
+        Prediction(
+            str(img),
+            names[int(p.argmax())],
+            float(p.max()),
+            dict(zip(names, map(float, p), strict=True)),
+        )
         for img, p in zip(images, probs, strict=True)
     ]
 
 
-def _scores_from_mlflow(uri: str, experiment: str, search: str, metric: str, sign: float) -> list[TrialScore]:
+def _scores_from_mlflow(
+    uri: str, experiment: str, search: str, metric: str, sign: float
+) -> list[TrialScore]:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=uri)
@@ -223,12 +273,21 @@ def _scores_from_mlflow(uri: str, experiment: str, search: str, metric: str, sig
     )
     scores = []
     for run in runs:
-        history = [m for m in client.get_metric_history(run.info.run_id, metric) if math.isfinite(m.value)]
+        history = [
+            m for m in client.get_metric_history(run.info.run_id, metric) if math.isfinite(m.value)
+        ]
         if not history:
             continue
         top = max(history, key=lambda m: (sign * m.value, -m.step))
-        scores.append(TrialScore(run.data.tags[TRIAL_TAG], Path(run.data.tags[TRIAL_DIR_TAG]),
-                                 top.value, top.step, run.data.tags.get("skinsearch.end", "")))
+        scores.append(
+            TrialScore(
+                run.data.tags[TRIAL_TAG],
+                Path(run.data.tags[TRIAL_DIR_TAG]),
+                top.value,
+                top.step,
+                run.data.tags.get("skinsearch.end", ""),
+            )
+        )
     return scores
 
 
@@ -236,13 +295,26 @@ def _scores_from_tune(experiment_dir: Path, metric: str, sign: float) -> list[Tr
     scores = []
     for result_file in sorted(experiment_dir.glob("*/result.json")):
         rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
-        rows = [r for r in rows if isinstance(r.get(metric), int | float) and math.isfinite(r[metric])]
+        rows = [
+            r for r in rows if isinstance(r.get(metric), int | float) and math.isfinite(r[metric])
+        ]
         if not rows:
             continue
         top = max(rows, key=lambda r: (sign * r[metric], -r["epoch"]))
-        metrics = {k: v for k, v in top.items() if k.startswith(("val_", "train_")) and isinstance(v, int | float)}
-        scores.append(TrialScore(str(top["trial_id"]), result_file.parent, float(top[metric]), int(top["epoch"]),
-                                 metrics=metrics))
+        metrics = {
+            k: v
+            for k, v in top.items()
+            if k.startswith(("val_", "train_")) and isinstance(v, int | float)
+        }
+        scores.append(
+            TrialScore(
+                str(top["trial_id"]),
+                result_file.parent,
+                float(top[metric]),
+                int(top["epoch"]),
+                metrics=metrics,
+            )
+        )
     return scores
 
 
@@ -256,9 +328,17 @@ def epoch_metrics(experiment_dir: Path, score: TrialScore) -> dict[str, float]:
     for line in result_file.read_text().splitlines():
         row = json.loads(line) if line.strip() else {}
         if row.get("epoch") == score.epoch:
-            return {k: v for k, v in row.items() if k.startswith(("val_", "train_")) and isinstance(v, int | float)}
+            return {
+                k: v
+                for k, v in row.items()
+                if k.startswith(("val_", "train_")) and isinstance(v, int | float)
+            }
     return {}
 
 
 def _num(value: Any, sign: float) -> float:
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else -math.inf * sign
+    return (
+        float(value)
+        if isinstance(value, int | float) and math.isfinite(value)
+        else -math.inf * sign
+    )

@@ -73,7 +73,9 @@ class TrainSpec(BaseModel):
     @classmethod
     def _known_metric(cls, metric: str) -> str:
         if metric not in METRICS and not re.fullmatch(r"val_recall_\w+", metric):
-            raise ValueError(f"unknown metric {metric!r} (valid: {', '.join(METRICS)}, val_recall_<class>)")
+            raise ValueError(
+                f"unknown metric {metric!r} (valid: {', '.join(METRICS)}, val_recall_<class>)"
+            )
         return metric
 
     @property
@@ -186,17 +188,26 @@ def load_spec(path: str | Path) -> SearchSpec:
         raise SpecError(f"{path}: no such file") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: cannot read search space ({exc.__class__.__name__})") from None
+    return loads_spec(text, source=str(path))
+
+
+def loads_spec(text: str, source: str = "<spec>") -> SearchSpec:
+    """Validate a search space given as YAML text (see ``load_spec``)."""
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe
     except yaml.YAMLError as exc:
-        raise SpecError(f"{path}:{_yaml_location(exc)} invalid YAML: {_yaml_problem(exc)}") from None
-    return parse_spec(raw, source=str(path))
+        raise SpecError(
+            f"{source}:{_yaml_location(exc)} invalid YAML: {_yaml_problem(exc)}"
+        ) from None
+    return parse_spec(raw, source=source)
 
 
 def parse_spec(raw: Any, source: str = "<spec>") -> SearchSpec:
     """Validate an already-parsed YAML document (see ``load_spec``)."""
     if not isinstance(raw, dict):
-        raise SpecError(f"{source}: expected a mapping of sections (name, model, data, ...), got {_kind(raw)}")
+        raise SpecError(
+            f"{source}: expected a mapping of sections (name, model, data, ...), got {_kind(raw)}"
+        )
     problems: list[str] = []
     raw_params = raw.get("params", {})
     try:
@@ -225,9 +236,13 @@ def _parse_params(raw: dict[str, Any], model: str, problems: list[str]) -> dict[
     for name, value in raw.items():
         where = f"params.{name}"
         if name not in HParams.model_fields or name == "seed":
-            problems.append(f"{where}: unknown hyperparameter (valid for {model}: {', '.join(sorted(allowed))})")
+            problems.append(
+                f"{where}: unknown hyperparameter (valid for {model}: {', '.join(sorted(allowed))})"
+            )
         elif name not in allowed:
-            problems.append(f"{where}: not a hyperparameter of model {model!r} (it takes: {', '.join(sorted(allowed))})")
+            problems.append(
+                f"{where}: not a hyperparameter of model {model!r} (it takes: {', '.join(sorted(allowed))})"
+            )
         else:
             param = _parse_param(name, value, where, problems)
             if param is not None:
@@ -240,17 +255,23 @@ def _parse_param(name: str, value: Any, where: str, problems: list[str]) -> Para
     if isinstance(value, dict):
         if len(value) != 1 or next(iter(value)) not in PARAM_KINDS:
             keys = ", ".join(map(str, value)) or "none"
-            problems.append(f"{where}: expected a value or one key of {', '.join(PARAM_KINDS)}, got keys: {keys}")
+            problems.append(
+                f"{where}: expected a value or one key of {', '.join(PARAM_KINDS)}, got keys: {keys}"
+            )
             return None
-        kind, body = next(iter(value.items()))
+        kind, body = next(iter(value.items()))  # one of PARAM_KINDS, checked above
     elif isinstance(value, list) and not _is_list_field(name):
-        problems.append(f"{where}: expected a single value, got a list (write `grid: [...]` or `choice: [...]` to search over values)")
+        problems.append(
+            f"{where}: expected a single value, got a list (write `grid: [...]` or `choice: [...]` to search over values)"
+        )
         return None
     else:
         kind, body = "fixed", [value]
     where_kind = where if kind == "fixed" else f"{where}.{kind}"
     if name in DISCRETE_ONLY and kind in ("uniform", "loguniform", "randint"):
-        problems.append(f"{where}: must be a value, grid or choice, not a range ({DISCRETE_ONLY[name]})")
+        problems.append(
+            f"{where}: must be a value, grid or choice, not a range ({DISCRETE_ONLY[name]})"
+        )
         return None
     if kind in ("fixed", "grid", "choice"):
         if not isinstance(body, list) or not body:
@@ -259,7 +280,11 @@ def _parse_param(name: str, value: Any, where: str, problems: list[str]) -> Para
         for i, item in enumerate(body):
             item_where = where_kind if kind == "fixed" else f"{where_kind}[{i}]"
             _check_value(name, item, item_where, problems)
-        return None if len(problems) > before else Param(kind=kind, values=tuple(body))
+        return (
+            None
+            if len(problems) > before
+            else Param.model_validate({"kind": kind, "values": tuple(body)})
+        )
     return _parse_range(name, kind, body, where_kind, problems)
 
 
@@ -269,7 +294,12 @@ def _parse_range(name: str, kind: str, body: Any, where: str, problems: list[str
         problems.append(f"{where}: {name} takes no range; use grid or choice")
         return None
     if kind == "randint" and annotation is not int:
-        problems.append(f"{where}: randint is for integer hyperparameters; use uniform or loguniform for {name}")
+        problems.append(
+            f"{where}: randint is for integer hyperparameters; use uniform or loguniform for {name}"
+        )
+        return None
+    if kind != "randint" and annotation is int:
+        problems.append(f"{where}: {name} is an integer; use randint, grid or choice")
         return None
     if not (isinstance(body, list) and len(body) == 2 and all(_is_number(b) for b in body)):
         problems.append(f"{where}: must be [low, high], two numbers, got {body!r}")
@@ -287,7 +317,11 @@ def _parse_range(name: str, kind: str, body: Any, where: str, problems: list[str
     before = len(problems)
     for i, bound in enumerate(body):
         _check_value(name, bound, f"{where}[{i}]", problems)
-    return None if len(problems) > before else Param(kind=kind, low=low, high=high)
+    return (
+        None
+        if len(problems) > before
+        else Param.model_validate({"kind": kind, "low": low, "high": high})
+    )
 
 
 def _check_value(name: str, value: Any, where: str, problems: list[str]) -> None:
@@ -322,7 +356,8 @@ def _format_pydantic(err: Any, root: type[BaseModel]) -> str:
 def _valid_keys(root: type[BaseModel], loc: list[Any]) -> list[str]:
     model: Any = root
     for part in loc:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
+        fields: dict[str, Any] = model.model_fields
+        field = fields.get(part) if isinstance(part, str) else None
         model = field.annotation if field is not None else None
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             return []
@@ -366,7 +401,8 @@ def _message(err: Any) -> str:
 def _kind(value: Any) -> str:
     if value is None:
         return "nothing"
-    return {dict: "a mapping", list: "a list", str: f"the text {value!r}"}.get(type(value), repr(value))
+    names: dict[type, str] = {dict: "a mapping", list: "a list", str: f"the text {value!r}"}
+    return names.get(type(value), repr(value))
 
 
 def _bound(value: Any) -> Any:
@@ -382,7 +418,9 @@ def _param_to_yaml(param: Param) -> Any:
         return param.values[0]
     if param.is_discrete:
         return {param.kind: list(param.values)}
-    low, high = (int(param.low), int(param.high)) if param.kind == "randint" else (param.low, param.high)
+    low, high = (
+        (int(param.low), int(param.high)) if param.kind == "randint" else (param.low, param.high)
+    )
     return {param.kind: [low, high]}
 
 
@@ -395,7 +433,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark

@@ -124,9 +124,13 @@ class SearchTracker:
         record.epochs = max(record.epochs, step)
         record.last = metrics
         score = metrics.get(self.metric, math.nan)
-        if not record.best or self.sign * score > self.sign * record.best.get(self.metric, -math.inf * self.sign):
+        if not record.best or self.sign * score > self.sign * record.best.get(
+            self.metric, -math.inf * self.sign
+        ):
             record.best = dict(metrics)
-        self._log(record.run_id, metrics={k: v for k, v in metrics.items() if k != "epoch"}, step=step)
+        self._log(
+            record.run_id, metrics={k: v for k, v in metrics.items() if k != "epoch"}, step=step
+        )
 
     def add_checkpoint(self, trial_id: str, path: str) -> None:
         """Note a checkpoint folder of a trial (its ``state.json`` names its epoch)."""
@@ -171,12 +175,18 @@ class SearchTracker:
         best = self.best_trial()
         if best is not None:
             self.client.set_tag(self.parent_id, "skinsearch.best_trial", best)
-            self._log(self.parent_id, metrics={f"best_{self.metric}": self.trials[best].best[self.metric]})
+            self._log(
+                self.parent_id, metrics={f"best_{self.metric}": self.trials[best].best[self.metric]}
+            )
         self.client.set_terminated(self.parent_id, status="KILLED" if interrupted else "FINISHED")
 
     def best_trial(self) -> str | None:
         """The trial id with the best epoch on the search's metric, if any reported."""
-        scored = [(tid, r.best[self.metric]) for tid, r in self.trials.items() if _finite(r.best.get(self.metric))]
+        scored = [
+            (tid, r.best[self.metric])
+            for tid, r in self.trials.items()
+            if _finite(r.best.get(self.metric))
+        ]
         if not scored:
             return None
         return max(scored, key=lambda item: self.sign * item[1])[0]
@@ -189,7 +199,12 @@ class SearchTracker:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             title = f"{record.name}, epoch {state['epoch']}"
-            save_confusion_png(evaluation["confusion"], evaluation["class_names"], str(folder / "confusion_matrix.png"), title)
+            save_confusion_png(
+                evaluation["confusion"],
+                evaluation["class_names"],
+                str(folder / "confusion_matrix.png"),
+                title,
+            )
             write_reports(folder, evaluation)
             (folder / "best_epoch_metrics.json").write_text(json.dumps(state["metrics"], indent=1))
             self.client.log_artifacts(record.run_id, str(folder), artifact_path="best_epoch")
@@ -203,14 +218,21 @@ class SearchTracker:
         location = (artifact_root / name).resolve().as_uri() if artifact_root else None
         return str(self.client.create_experiment(name, artifact_location=location))
 
-    def _log(self, run_id: str, metrics: dict[str, float] | None = None,
-             params: dict[str, Any] | None = None, step: int = 0) -> None:
+    def _log(
+        self,
+        run_id: str,
+        metrics: dict[str, float] | None = None,
+        params: dict[str, Any] | None = None,
+        step: int = 0,
+    ) -> None:
         from mlflow.entities import Metric, Param
 
         now = int(time.time() * 1000)
         self.client.log_batch(
             run_id,
-            metrics=[Metric(k, float(v), now, step) for k, v in (metrics or {}).items() if _finite(v)],
+            metrics=[
+                Metric(k, float(v), now, step) for k, v in (metrics or {}).items() if _finite(v)
+            ],
             params=[Param(k, _param_text(v)) for k, v in (params or {}).items()],
         )
 
@@ -233,7 +255,8 @@ def write_reports(folder: Path, evaluation: dict[str, Any]) -> None:
     """``classification_report.txt`` and ``.json`` for a stored evaluation."""
     from skinsearch.metrics import Evaluation
 
-    ev = Evaluation(**{k: (math.nan if v is None else v) for k, v in evaluation.items()})
+    fields: dict[str, Any] = {k: (math.nan if v is None else v) for k, v in evaluation.items()}
+    ev = Evaluation(**fields)
     (folder / "classification_report.txt").write_text(ev.report_text())
     (folder / "classification_report.json").write_text(json.dumps(ev.report(), indent=1))
 
@@ -246,8 +269,15 @@ class TrialBoard:
 
         self.writer = SummaryWriter(str(logdir))
 
-    def log_epoch(self, epoch: int, metrics: dict[str, float], improved: bool, evaluation: Any,
-                  model: Any = None, val_images: np.ndarray | None = None) -> None:
+    def log_epoch(
+        self,
+        epoch: int,
+        metrics: dict[str, float],
+        improved: bool,
+        evaluation: Any,
+        model: Any = None,
+        val_images: np.ndarray | None = None,
+    ) -> None:
         """Write one epoch. ``model`` and ``val_images`` are logged when given (first epoch)."""
         for key, value in metrics.items():
             if key != "epoch" and _finite(value):

@@ -56,7 +56,10 @@ def run_trial(config: dict[str, Any], *, context: TrialContext) -> None:
             result = trainer.fit_epoch()
             first = result.epoch == 1
             board.log_epoch(
-                result.epoch, result.metrics, result.improved, result.evaluation,
+                result.epoch,
+                result.metrics,
+                result.improved,
+                result.evaluation,
                 model=trainer.model if first else None,
                 val_images=data.x_val[: hp.batch_size] if first else None,
             )

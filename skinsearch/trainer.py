@@ -68,7 +68,9 @@ class Trainer:
         n_classes = len(data.class_names)
         self.model = build_model(model_name, hp, data.size, n_classes).to(self.device)
         self.optimizer = _optimizer(self.model, hp)
-        weight = _class_weights(data.y_train, n_classes) if train.class_weights == "balanced" else None
+        weight = (
+            _class_weights(data.y_train, n_classes) if train.class_weights == "balanced" else None
+        )
         self.criterion = nn.CrossEntropyLoss(
             weight=None if weight is None else weight.to(self.device),
             label_smoothing=train.label_smoothing,
@@ -135,7 +137,9 @@ class Trainer:
             "metrics": result.metrics,
             "evaluation": dataclasses.asdict(result.evaluation),
             "model": self.model_name,
-            "hparams": self.hp.model_dump(mode="json", include=set(model_hparam_names(self.model_name))),
+            "hparams": self.hp.model_dump(
+                mode="json", include=set(model_hparam_names(self.model_name))
+            ),
             "class_names": self.data.class_names,
             "preprocessing": self.data.preprocessing,
         }
@@ -145,8 +149,12 @@ class Trainer:
         """Resume from a checkpoint written by ``save``."""
         folder = Path(folder)
         state = json.loads((folder / STATE_FILE).read_text())
-        self.model.load_state_dict(torch.load(folder / MODEL_FILE, map_location=self.device, weights_only=True))
-        self.optimizer.load_state_dict(torch.load(folder / OPTIMIZER_FILE, map_location=self.device, weights_only=True))
+        self.model.load_state_dict(
+            torch.load(folder / MODEL_FILE, map_location=self.device, weights_only=True)
+        )
+        self.optimizer.load_state_dict(
+            torch.load(folder / OPTIMIZER_FILE, map_location=self.device, weights_only=True)
+        )
         self.epoch, self.best = state["epoch"], state["best"]
         self.best_epoch, self.bad_epochs = state["best_epoch"], state["bad_epochs"]
 

@@ -7,9 +7,10 @@ every trial in MLflow from the driver, and ends every MLflow run whatever happen
 
 from __future__ import annotations
 
-import math
+import logging
 import os
 import shutil
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,7 @@ class SearchOutcome:
     trials: dict[str, TrialRecord] = field(default_factory=dict)
     interrupted: bool = False
     dashboard_url: str = ""
+    planned: int = 0  # trials the search meant to run
 
 
 def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> SearchOutcome:
@@ -64,15 +66,26 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
     files = scan_dataset(data_root, spec.data.val_fraction, spec.search.seed)
     _check_metric(spec, files.class_names)
     sizes = space.input_sizes(spec)
-    echo(f"data: {files.root} ({len(files.class_names)} classes, {len(files.train)} train / "
-         f"{len(files.val)} val images; val: {files.split})")
+    echo(
+        f"data: {files.root} ({len(files.class_names)} classes, {len(files.train)} train / "
+        f"{len(files.val)} val images; val: {files.split})"
+    )
     decoded = decode_dataset(files, sizes)
     echo(f"decoded each image once at {', '.join(f'{s}x{s}' for s in sizes)}")
 
-    tracking_uri = options.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(options.storage)
+    tracking_uri = (
+        options.mlflow_uri
+        or os.environ.get("MLFLOW_TRACKING_URI")
+        or default_tracking_uri(options.storage)
+    )
     experiment_dir.mkdir(parents=True, exist_ok=True)
     tracker = _tracker(spec, options, tracking_uri)
-    outcome = SearchOutcome(experiment_dir, tracking_uri)
+    planned = (
+        len(configs)
+        if configs is not None
+        else min(spec.search.num_samples, options.max_trials or 10**9)
+    )
+    outcome = SearchOutcome(experiment_dir, tracking_uri, planned=planned)
 
     import ray
 
@@ -81,9 +94,13 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
     try:
         refs = {size: ray.put(d) for size, d in decoded.items()}
         del decoded
-        search_file = _save_search_file(spec, options, experiment_dir, files.class_names, len(configs or []))
-        tracker.start_search(_search_params(spec, options, files.root, len(configs or [])),
-                             tags={"skinsearch.experiment_dir": str(experiment_dir)})
+        search_file = _save_search_file(
+            spec, options, experiment_dir, files.class_names, len(configs or [])
+        )
+        tracker.start_search(
+            _search_params(spec, options, files.root, len(configs or [])),
+            tags={"skinsearch.experiment_dir": str(experiment_dir)},
+        )
         tracker.log_search_file(search_file)
         tuner = _build_tuner(spec, options, configs, refs, tracker, experiment_dir)
         results = tuner.fit()
@@ -93,10 +110,15 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
     except KeyboardInterrupt:
         outcome.interrupted = True
     finally:
-        tracker.finish(interrupted=outcome.interrupted)
-        outcome.trials = tracker.trials
-        if options.address is None:
-            ray.shutdown()
+        # A second Ctrl-C must not leave MLflow runs open: close them with SIGINT held off.
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            tracker.finish(interrupted=outcome.interrupted)
+            outcome.trials = tracker.trials
+            if options.address is None:
+                ray.shutdown()
+        finally:
+            signal.signal(signal.SIGINT, previous)
     return outcome
 
 
@@ -120,15 +142,18 @@ def _data_root(spec: SearchSpec) -> Path:
 
 def _check_metric(spec: SearchSpec, class_names: list[str]) -> None:
     metric = spec.train.metric
-    if metric.startswith("val_recall_") and metric[len("val_recall_"):] not in class_names:
-        raise DataError(f"train.metric: {metric} names no class of the data (classes: {', '.join(class_names)})")
+    if metric.startswith("val_recall_") and metric[len("val_recall_") :] not in class_names:
+        raise DataError(
+            f"train.metric: {metric} names no class of the data (classes: {', '.join(class_names)})"
+        )
 
 
 def _tracker(spec: SearchSpec, options: RunOptions, uri: str) -> SearchTracker:
     artifact_root = options.storage / "mlartifacts" if uri.startswith("sqlite:") else None
     try:
-        return SearchTracker(uri, spec.name, options.name, spec.train.metric,
-                             spec.train.resolved_mode, artifact_root)
+        return SearchTracker(
+            uri, spec.name, options.name, spec.train.metric, spec.train.resolved_mode, artifact_root
+        )
     except Exception as exc:  # any failure to reach the store is the user's to fix
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         raise SkinsearchError(
@@ -141,7 +166,9 @@ def _start_ray(options: RunOptions, spec: SearchSpec, echo: Echo) -> str:
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     if options.address is not None:
-        context = ray.init(address=options.address, logging_level="WARNING", log_to_driver=False)
+        context = ray.init(
+            address=options.address, logging_level=logging.WARNING, log_to_driver=False
+        )
     else:
         context = ray.init(
             address="local",
@@ -150,31 +177,45 @@ def _start_ray(options: RunOptions, spec: SearchSpec, echo: Echo) -> str:
             include_dashboard=True,
             dashboard_host="127.0.0.1",
             _node_ip_address="127.0.0.1",
-            logging_level="WARNING",
+            logging_level=logging.WARNING,
             log_to_driver=False,
         )
     url = f"http://{context.dashboard_url}" if context.dashboard_url else ""
     resources = ray.cluster_resources()
-    echo(f"Ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs"
-         + (f"; dashboard {url} (token in ~/.ray/auth_token)" if url else ""))
+    echo(
+        f"Ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs"
+        + (f"; dashboard {url} (token in ~/.ray/auth_token)" if url else "")
+    )
     if spec.resources.gpus_per_trial and not resources.get("GPU"):
         echo("no GPU in this Ray cluster: trials run on CPUs (resources.gpus_per_trial is ignored)")
     return url
 
 
-def _save_search_file(spec: SearchSpec, options: RunOptions, folder: Path, classes: list[str], n: int) -> Path:
+def _save_search_file(
+    spec: SearchSpec, options: RunOptions, folder: Path, classes: list[str], n: int
+) -> Path:
     # the resolved spec beside the results, as nanoGPT saves its config beside the checkpoint
-    doc = {"spec": spec.to_yaml_dict(), "search": options.name, "classes": classes,
-           "trials": n or spec.search.num_samples, "storage": str(options.storage)}
+    doc = {
+        "spec": spec.to_yaml_dict(),
+        "search": options.name,
+        "classes": classes,
+        "trials": n or spec.search.num_samples,
+        "storage": str(options.storage),
+    }
     path = folder / SEARCH_FILE
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
 
 def _search_params(spec: SearchSpec, options: RunOptions, root: Path, n: int) -> dict[str, Any]:
-    flat = {f"{section}.{k}": v for section in ("train", "search", "scheduler", "resources")
-            for k, v in getattr(spec, section).model_dump(mode="json").items()}
-    flat.update({"model": spec.model, "data.path": str(root), "trials": n or spec.search.num_samples})
+    flat = {
+        f"{section}.{k}": v
+        for section in ("train", "search", "scheduler", "resources")
+        for k, v in getattr(spec, section).model_dump(mode="json").items()
+    }
+    flat.update(
+        {"model": spec.model, "data.path": str(root), "trials": n or spec.search.num_samples}
+    )
     flat.update({f"space.{name}": p.describe() for name, p in spec.params.items()})
     return flat
 
@@ -182,8 +223,14 @@ def _search_params(spec: SearchSpec, options: RunOptions, root: Path, n: int) ->
 # -- the Tuner -----------------------------------------------------------------------------------
 
 
-def _build_tuner(spec: SearchSpec, options: RunOptions, configs: list[dict[str, Any]] | None,
-                 refs: dict[int, Any], tracker: SearchTracker, experiment_dir: Path) -> Any:
+def _build_tuner(
+    spec: SearchSpec,
+    options: RunOptions,
+    configs: list[dict[str, Any]] | None,
+    refs: dict[int, Any],
+    tracker: SearchTracker,
+    experiment_dir: Path,
+) -> Any:
     import ray
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
@@ -197,8 +244,14 @@ def _build_tuner(spec: SearchSpec, options: RunOptions, configs: list[dict[str, 
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     metric, mode = spec.train.metric, spec.train.resolved_mode
     fixed = _fixed_hparams(spec)
-    context = TrialContext(spec.model, spec.train, refs, str(experiment_dir / "tensorboard"),
-                           spec.resources.cpus_per_trial, fixed)
+    context = TrialContext(
+        spec.model,
+        spec.train,
+        refs,
+        str(experiment_dir / "tensorboard"),
+        spec.resources.cpus_per_trial,
+        fixed,
+    )
     gpus = spec.resources.gpus_per_trial if ray.cluster_resources().get("GPU") else 0
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, context=context),
@@ -217,7 +270,9 @@ def _build_tuner(spec: SearchSpec, options: RunOptions, configs: list[dict[str, 
         from ray.tune.search.basic_variant import BasicVariantGenerator
 
         # Tune walks list values as nested paths: lists travel as "16-32" strings, as for Optuna
-        configs = [{k: space.encode_option(v) for k, v in c.items() if k not in fixed} for c in configs]
+        configs = [
+            {k: space.encode_option(v) for k, v in c.items() if k not in fixed} for c in configs
+        ]
         searcher: Any = BasicVariantGenerator(points_to_evaluate=configs)
         param_space = _describe_space(configs)
         num_samples = len(configs)
@@ -226,7 +281,7 @@ def _build_tuner(spec: SearchSpec, options: RunOptions, configs: list[dict[str, 
 
         searcher = OptunaSearch(seed=spec.search.seed)
         param_space = _tpe_space(spec)
-        num_samples = min(spec.search.num_samples, options.max_trials or math.inf)  # type: ignore[type-var]
+        num_samples = min(spec.search.num_samples, options.max_trials or spec.search.num_samples)
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -243,7 +298,11 @@ def _build_tuner(spec: SearchSpec, options: RunOptions, configs: list[dict[str, 
         run_config=tune.RunConfig(
             name=options.name,
             storage_path=str(options.storage),
-            callbacks=[CSVLoggerCallback(), JsonLoggerCallback(), _tracking_callback(tracker, fixed)],
+            callbacks=[
+                CSVLoggerCallback(),
+                JsonLoggerCallback(),
+                _tracking_callback(tracker, fixed),
+            ],
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=2, checkpoint_score_attribute=metric, checkpoint_score_order=mode
             ),
@@ -296,24 +355,37 @@ def _tracking_callback(tracker: SearchTracker, fixed: dict[str, Any]) -> Any:
     class TrackingCallback(Callback):
         """Forwards Tune's trial events to the MLflow tracker (on the driver)."""
 
-        def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        def on_trial_start(
+            self, iteration: int, trials: list[Any], trial: Any, **info: Any
+        ) -> None:
             config = {**fixed, **space.decode_config(trial.config)}
             tracker.start_trial(trial.trial_id, str(trial), config, str(trial.path))
 
-        def on_trial_result(self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any) -> None:
-            metrics = {k: v for k, v in result.items()
-                       if (k.startswith(("train_", "val_")) or k == "epoch") and isinstance(v, int | float)}
+        def on_trial_result(
+            self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+        ) -> None:
+            metrics = {
+                k: v
+                for k, v in result.items()
+                if (k.startswith(("train_", "val_")) or k == "epoch") and isinstance(v, int | float)
+            }
             metrics["time_total_s"] = float(result.get("time_total_s", 0.0))
             tracker.log_epoch(trial.trial_id, metrics)
 
-        def on_checkpoint(self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any) -> None:
+        def on_checkpoint(
+            self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any
+        ) -> None:
             tracker.add_checkpoint(trial.trial_id, checkpoint.path)
 
-        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        def on_trial_complete(
+            self, iteration: int, trials: list[Any], trial: Any, **info: Any
+        ) -> None:
             reason = (trial.last_result or {}).get("stop_reason") or "stopped_by_asha"
             tracker.end_trial(trial.trial_id, "completed" if reason == "max_epochs" else reason)
 
-        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        def on_trial_error(
+            self, iteration: int, trials: list[Any], trial: Any, **info: Any
+        ) -> None:
             tracker.end_trial(trial.trial_id, "errored", _error_text(trial))
 
     return TrackingCallback()

@@ -56,8 +56,8 @@ def load_image(path: str | Path, sizes: list[int]) -> list[np.ndarray]:
     Raises:
         OSError, ValueError, UnidentifiedImageError: when the file is not a readable image.
     """
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img)
+    with Image.open(path) as opened:
+        img: Image.Image = ImageOps.exif_transpose(opened)
         if img.mode in ("I", "I;16", "I;16B", "F"):  # 16-bit or float grayscale
             arr = np.asarray(img, dtype=np.float64)
             span = float(arr.max() - arr.min()) or 1.0
@@ -82,12 +82,16 @@ def decode_dataset(files: DatasetFiles, sizes: list[int]) -> dict[int, DecodedDa
         decoded = list(pool.map(lambda item: _try_load(item[0], sizes), items))
     bad = [str(path) for (path, _), arrs in zip(items, decoded, strict=True) if arrs is None]
     if len(bad) == len(items):
-        raise DataError(f"data: none of the {len(items)} images under {files.root} could be read (first: {bad[0]})")
+        raise DataError(
+            f"data: none of the {len(items)} images under {files.root} could be read (first: {bad[0]})"
+        )
     if bad:
         shown = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
         warnings.warn(f"skipped {len(bad)} unreadable image(s): {shown}", stacklevel=2)
     n_train = len(files.train)
-    train = [(a, y) for (_, y), a in zip(files.train, decoded[:n_train], strict=True) if a is not None]
+    train = [
+        (a, y) for (_, y), a in zip(files.train, decoded[:n_train], strict=True) if a is not None
+    ]
     val = [(a, y) for (_, y), a in zip(files.val, decoded[n_train:], strict=True) if a is not None]
     _check_classes(files, [y for _, y in train], "train")
     if not val:

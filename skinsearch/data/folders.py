@@ -24,7 +24,9 @@ class DatasetFiles:
     split: str  # how val was chosen, for the log
 
 
-def scan_dataset(root: str | Path, val_fraction: float | None = None, seed: int = 0) -> DatasetFiles:
+def scan_dataset(
+    root: str | Path, val_fraction: float | None = None, seed: int = 0
+) -> DatasetFiles:
     """Find a data set's images.
 
     ``root`` holds either ``train/`` and ``val/`` folders of class folders, or class folders
@@ -36,15 +38,21 @@ def scan_dataset(root: str | Path, val_fraction: float | None = None, seed: int 
     """
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
-        raise DataError(f"data.path: {root} is not a folder (point data.path or --data at a folder of class folders)")
+        raise DataError(
+            f"data.path: {root} is not a folder (point data.path or --data at a folder of class folders)"
+        )
     if (root / "train").is_dir() and (root / "val").is_dir():
         if val_fraction is not None:
-            raise DataError(f"data.val_fraction: {root} has its own val/ folder; remove val_fraction")
+            raise DataError(
+                f"data.val_fraction: {root} has its own val/ folder; remove val_fraction"
+            )
         train_classes = _class_files(root / "train")
         val_classes = _class_files(root / "val")
         extra = sorted(set(val_classes) - set(train_classes))
         if extra:
-            raise DataError(f"data: {root / 'val'} has classes that train/ lacks: {', '.join(extra)}")
+            raise DataError(
+                f"data: {root / 'val'} has classes that train/ lacks: {', '.join(extra)}"
+            )
         names = sorted(train_classes)
         index = {name: i for i, name in enumerate(names)}
         train = [(f, index[c]) for c in names for f in train_classes[c]]
@@ -54,7 +62,9 @@ def scan_dataset(root: str | Path, val_fraction: float | None = None, seed: int 
     fraction = DEFAULT_VAL_FRACTION if val_fraction is None else val_fraction
     names = sorted(classes)
     train, val = _stratified_split([classes[c] for c in names], fraction, seed)
-    return DatasetFiles(root, names, train, val, f"{fraction:g} of each class held out (seed {seed})")
+    return DatasetFiles(
+        root, names, train, val, f"{fraction:g} of each class held out (seed {seed})"
+    )
 
 
 def _class_files(folder: Path) -> dict[str, list[Path]]:
@@ -64,7 +74,8 @@ def _class_files(folder: Path) -> dict[str, list[Path]]:
     classes = {}
     for class_dir in class_dirs:
         files = sorted(
-            p for p in class_dir.rglob("*")
+            p
+            for p in class_dir.rglob("*")
             if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
         )
         if not files:

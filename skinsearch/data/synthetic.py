@@ -50,7 +50,9 @@ def synthetic_root(cache_dir: str | Path | None = None) -> Path:
     Args:
         cache_dir: Where to cache it; default ``$SKINSEARCH_CACHE`` or ``~/.cache/skinsearch``.
     """
-    base = Path(cache_dir or os.environ.get("SKINSEARCH_CACHE") or Path.home() / ".cache" / "skinsearch")
+    base = Path(
+        cache_dir or os.environ.get("SKINSEARCH_CACHE") or Path.home() / ".cache" / "skinsearch"
+    )
     root = base / f"synthetic-v{VERSION}"
     if (root / ".complete").exists():
         return root

@@ -4,7 +4,7 @@ Adding a model is one ``@register_model`` function in a module imported below; t
 test in ``tests/test_models.py`` picks it up.
 """
 
+from skinsearch.models import cnn, mlp  # noqa: F401  (registers the built-in models)
 from skinsearch.models._registry import build_model, model_hparams, model_names, register_model
-from skinsearch.models import cnn, mlp  # noqa: E402, F401  (registers the built-in models)
 
 __all__ = ["build_model", "model_hparams", "model_names", "register_model"]

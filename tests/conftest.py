@@ -1,0 +1,45 @@
+"""Shared fixtures: small real image folders, search-space files, and paths to shipped data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from skinsearch.data.synthetic import CLASSES, render
+
+ROOT = Path(__file__).resolve().parents[1]
+SEARCH_SPACES = ROOT / "search_spaces"
+ISIC8 = ROOT.parent / "shared" / "data" / "isic8_clean"
+
+
+def write_image_folder(
+    root: Path, classes: list[str], train: int, val: int, size: int = 40
+) -> Path:
+    """Write ``train/<class>`` and ``val/<class>`` folders of rendered lesion PNGs."""
+    for label, name in enumerate(classes):
+        look = CLASSES[name]
+        for split, count in (("train", train), ("val", val)):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                rng = np.random.default_rng([label, i, split == "val"])
+                Image.fromarray(render(look, rng, size)).save(folder / f"{name}_{i}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three classes, 24 train and 8 val images each, 40x40 PNG."""
+    classes = ["blue_grey", "ragged_dark", "small_pink"]
+    return write_image_folder(tmp_path_factory.mktemp("tiny"), classes, train=24, val=8)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # the built-in data set is generated into a per-session cache, never the user's
+    import os
+
+    os.environ["SKINSEARCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))

@@ -1,0 +1,40 @@
+"""Augmentations: built from the trial's probabilities, valid for albumentations 2, seeded."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from skinsearch.data.augment import augment_batch, build_augment
+from skinsearch.hparams import HParams
+
+
+def images(n: int = 6) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 255, (n, 16, 16, 3), dtype=np.uint8)
+
+
+def test_no_probability_means_no_pipeline() -> None:
+    assert build_augment(HParams(), seed=0) is None
+    batch = images()
+    assert augment_batch(None, batch) is batch
+
+
+def test_certain_flips_flip() -> None:
+    batch = images()
+    out = augment_batch(build_augment(HParams(hflip=1.0, vflip=1.0), seed=0), batch)
+    assert np.array_equal(out, batch[:, ::-1, ::-1])
+
+
+def test_every_transform_builds_without_argument_warnings() -> None:
+    # pyproject turns albumentations' "not valid for transform" warnings into errors
+    pipeline = build_augment(HParams(hflip=0.5, vflip=0.5, rbcontrast=1.0, affine=1.0), seed=1)
+    assert pipeline is not None
+    out = augment_batch(pipeline, images())
+    assert out.shape == (6, 16, 16, 3) and out.dtype == np.uint8
+    assert not np.array_equal(out, images())
+
+
+def test_pipelines_are_seeded() -> None:
+    hp = HParams(hflip=0.5, rbcontrast=0.5, affine=0.5)
+    first = augment_batch(build_augment(hp, seed=5), images())
+    again = augment_batch(build_augment(hp, seed=5), images())
+    assert np.array_equal(first, again)

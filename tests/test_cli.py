@@ -1,0 +1,120 @@
+"""The command line through click's CliRunner: output, exit codes, no tracebacks for user errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from skinsearch.cli import main
+from tests.conftest import SEARCH_SPACES
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("file", "line"),
+    [("mlp.yaml", "88 trials"), ("cnn.yaml", "75 trials"), ("quick.yaml", "32 trials")],
+)
+def test_validate_prints_the_space_and_its_trial_count(file: str, line: str) -> None:
+    code, out = invoke("validate", str(SEARCH_SPACES / file))
+    assert code == 0
+    assert out.strip().splitlines()[-1] == line
+    assert "params:" in out and "lr" in out
+
+
+def test_validate_does_not_start_ray() -> None:
+    import ray
+
+    invoke("validate", str(SEARCH_SPACES / "cnn.yaml"))
+    assert not ray.is_initialized()
+
+
+def test_a_bad_file_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: t\nmodel: mlp\nparams:\n  dropout: {grid: [0, 0.2, 1.5]}\n  lr: -1\n")
+    code, out = invoke("validate", str(bad))
+    assert code == 2
+    assert out.splitlines() == [
+        f"Error: {bad}: params.dropout.grid[2]: must be < 1, got 1.5",
+        f"Error: {bad}: params.lr: must be > 0, got -1",
+    ]
+    assert "Traceback" not in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "missing.yaml"], "Error: missing.yaml: no such file"),
+        (
+            ["run", str(SEARCH_SPACES / "quick.yaml"), "--gpus", "64"],
+            "Error: --gpus 64: this machine has 0 GPU(s); pass --gpus 0 or fewer",
+        ),
+        (
+            ["run", str(SEARCH_SPACES / "quick.yaml"), "--data", "builtin:cifar"],
+            "Error: --data: unknown built-in data set 'builtin:cifar' (valid: builtin:synthetic)",
+        ),
+        (
+            ["run", str(SEARCH_SPACES / "quick.yaml"), "--storage", "/proc/skinsearch"],
+            "Error: --storage: cannot write to /proc/skinsearch",
+        ),
+        (
+            ["best", "--storage", "{tmp}/empty"],
+            "Error: no search under {tmp}/empty; run `skinsearch run FILE` first or pass --storage",
+        ),
+        (
+            ["predict", "{tmp}", "x.jpg"],
+            "Error: {tmp} is not a skinsearch bundle (no config.yaml); export one with `skinsearch best --export DIR`",
+        ),
+    ],
+)
+def test_user_errors_are_one_line_with_exit_2(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    if "--gpus" in args:
+        import torch
+
+        if torch.cuda.device_count() >= 64:
+            pytest.skip("this machine has 64 GPUs")
+    code, out = invoke(*[a.format(tmp=tmp_path) for a in args])
+    assert code == 2
+    assert out.startswith(message.format(tmp=tmp_path))
+    assert len(out.strip().splitlines()) == 1 and "Traceback" not in out
+
+
+def test_a_missing_data_folder_is_reported_before_ray_starts(tmp_path: Path) -> None:
+    import ray
+
+    code, out = invoke(
+        "run",
+        str(SEARCH_SPACES / "quick.yaml"),
+        "--data",
+        str(tmp_path / "nowhere"),
+        "--storage",
+        str(tmp_path / "results"),
+    )
+    assert code == 2
+    assert out.splitlines()[-1] == (
+        f"Error: data.path: {tmp_path / 'nowhere'} is not a folder "
+        "(point data.path or --data at a folder of class folders)"
+    )
+    assert not ray.is_initialized()
+
+
+def test_python_dash_m_runs_the_cli() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "skinsearch", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip().startswith("skinsearch, version ")

@@ -1,0 +1,61 @@
+"""Every registered model: builds, runs forward and backward, takes every init scheme."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from skinsearch.hparams import INITS, HParams
+from skinsearch.models import build_model, model_hparams, model_names
+
+
+@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("size", [32, 64])
+def test_every_model_classifies_a_batch(name: str, size: int) -> None:
+    model = build_model(name, HParams(batchnorm=True, dropout=0.2), size, num_classes=7)
+    x = torch.randn(4, 3, size, size)
+    logits = model(x)
+    assert logits.shape == (4, 7)
+    logits.sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("init", INITS)
+def test_init_schemes_zero_biases_and_set_weights(name: str, init: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(name, HParams(init=init), 32, num_classes=5)
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+    assert layers
+    for layer in layers:
+        if init != "default":
+            assert torch.count_nonzero(layer.bias) == 0
+        if init == "uniform":
+            assert layer.weight.abs().max() <= 0.05
+    if init == "he":
+        first = layers[0].weight
+        fan_in = first[0].numel()
+        assert first.std().item() == pytest.approx((2 / fan_in) ** 0.5, rel=0.2)
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_every_model_declares_its_hyperparameters(name: str) -> None:
+    assert model_hparams(name) <= set(HParams.model_fields)
+
+
+def test_unknown_model_lists_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown model 'resnet' \(valid: cnn, mlp\)"):
+        build_model("resnet", HParams(), 32, 2)
+
+
+def test_cnn_rejects_an_input_it_cannot_downsample() -> None:
+    with pytest.raises(ValueError, match="needs input_size >= 16"):
+        build_model("cnn", HParams(channels=[8, 8, 8, 8]), 8, 2)
+
+
+def test_mlp_layers_follow_hidden_sizes() -> None:
+    model = build_model("mlp", HParams(hidden_sizes=[64, 32], activation="tanh"), 16, 3)
+    widths = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]
+    assert widths == [64, 32, 3]
+    assert any(isinstance(m, nn.Tanh) for m in model.modules())

@@ -1,0 +1,207 @@
+"""A real search: Ray Tune on a local Ray instance, ASHA, two concurrent trials, MLflow on SQLite,
+TensorBoard event files; then ``best --export`` and ``predict`` on what it left."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from skinsearch.cli import main
+
+pytestmark = pytest.mark.slow
+
+SPACE = """
+name: tiny
+model: mlp
+data: {{path: {data}}}
+train: {{max_epochs: 6, patience: 3, metric: val_acc}}
+search: {{sampler: grid, num_samples: 1, seed: 0}}
+scheduler: {{type: asha, grace_period: 1, reduction_factor: 2}}
+resources: {{cpus_per_trial: 1}}
+params:
+  input_size: 16
+  hidden_sizes: [32]
+  lr: {{grid: [0.003, 0.0003, 0.00003, 1000000.0]}}
+  optimizer: sgd
+  momentum: 0.0
+  batch_size: {{choice: [8, 16]}}
+  hflip: 0.5
+"""
+
+
+@pytest.fixture(scope="module")
+def search(tiny_images: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    work = tmp_path_factory.mktemp("search")
+    space_file = work / "tiny.yaml"
+    space_file.write_text(SPACE.format(data=tiny_images))
+    storage = work / "results"
+    result = CliRunner().invoke(
+        main, ["run", str(space_file), "--storage", str(storage), "--cpus", "2"]
+    )
+    return {"result": result, "storage": storage, "work": work, "experiment": storage / "tiny"}
+
+
+def mlflow_runs(storage: Path) -> list[Any]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{storage / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("tiny")
+    return client.search_runs([experiment.experiment_id])
+
+
+def test_the_search_runs_and_summarises(search: dict[str, Any]) -> None:
+    result: Result = search["result"]
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    out = result.output
+    assert "dashboard http://127.0.0.1:" in out
+    assert "Trial status:" in out  # Tune's progress table
+    assert "Top 3 by val_acc (best epoch of each trial):" in out
+    assert "4 trials: " in out and "1 errored" in out
+    assert "errored: trial_" in out and "may be too high" in out
+    assert (search["experiment"] / "search.yaml").exists()
+
+
+def test_every_trial_is_a_finished_child_run_with_per_epoch_metrics(search: dict[str, Any]) -> None:
+    from mlflow.tracking import MlflowClient
+
+    runs = mlflow_runs(search["storage"])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 4
+    assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in children)
+    assert all(r.info.status != "RUNNING" for r in runs)
+    ends = sorted(r.data.tags["skinsearch.end"] for r in children)
+    assert "errored" in ends and ("stopped_by_asha" in ends or "early_stopped" in ends)
+    errored = next(r for r in children if r.data.tags["skinsearch.end"] == "errored")
+    assert (
+        errored.info.status == "FAILED" and "loss became" in errored.data.tags["skinsearch.error"]
+    )
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{search['storage'] / 'mlflow.db'}")
+    for run in children:
+        assert run.data.params["lr"] in {"0.003", "0.0003", "3e-05", "1000000.0"}
+        assert run.data.params["hidden_sizes"] == "[32]"
+        if run.data.tags["skinsearch.end"] == "errored":
+            continue
+        history = client.get_metric_history(run.info.run_id, "val_acc")
+        assert [m.step for m in history] == list(range(1, len(history) + 1))
+        assert {
+            "train_loss",
+            "val_auc",
+            "val_macro_f1",
+            "val_recall_small_pink",
+            "best_val_acc",
+        } <= set(run.data.metrics)
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "best_epoch")}
+        assert {
+            "best_epoch/confusion_matrix.png",
+            "best_epoch/classification_report.txt",
+            "best_epoch/classification_report.json",
+        } <= artifacts
+
+
+def test_tensorboard_has_every_trials_events(search: dict[str, Any]) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logdirs = sorted((search["experiment"] / "tensorboard").iterdir())
+    assert len(logdirs) == 4
+    complete = 0
+    for logdir in logdirs:
+        acc = EventAccumulator(
+            str(logdir), size_guidance={"histograms": 0, "images": 0, "tensors": 0}
+        )
+        acc.Reload()
+        tags = acc.Tags()
+        if "val_acc" not in tags["scalars"]:
+            continue  # the diverging trial fails in its first epoch
+        complete += 1
+        assert {"train_loss", "val_loss", "val_balanced_acc"} <= set(tags["scalars"])
+        assert "val/first_batch" in tags["images"] and "confusion_matrix" in tags["images"]
+        assert any(t.startswith("weights/") for t in tags["histograms"])
+        assert any("classification_report" in t for t in tags["tensors"])
+    assert complete == 3
+    # Tune's own TensorBoard logger is off: no second set of event files in trial folders
+    assert not list(search["experiment"].glob("trial_*/events.out.tfevents*"))
+
+
+def test_best_exports_a_bundle_that_predicts(search: dict[str, Any], tiny_images: Path) -> None:
+    runner = CliRunner()
+    bundle = search["work"] / "bundle"
+    best = runner.invoke(
+        main,
+        [
+            "best",
+            "--storage",
+            str(search["storage"]),
+            "--metric",
+            "val_acc",
+            "--export",
+            str(bundle),
+        ],
+    )
+    assert best.exit_code == 0, best.output
+    assert "from mlflow" in best.output and "exported to" in best.output
+    expected = {
+        "model_state.pt",
+        "model_torchscript.pt",
+        "config.yaml",
+        "metrics.json",
+        "classes.json",
+        "preprocessing.json",
+        "confusion_matrix.png",
+        "classification_report.txt",
+        "classification_report.json",
+    }
+    assert expected <= {p.name for p in bundle.iterdir()}
+    assert json.loads((bundle / "classes.json").read_text()) == [
+        "blue_grey",
+        "ragged_dark",
+        "small_pink",
+    ]
+
+    images = sorted((tiny_images / "val" / "small_pink").iterdir())[:3]
+    predicted = runner.invoke(main, ["predict", str(bundle), *map(str, images)])
+    assert predicted.exit_code == 0, predicted.output
+    lines = predicted.output.strip().splitlines()
+    assert len(lines) == 3
+    for line, image in zip(lines, images, strict=True):
+        path, label, prob = line.split("\t")
+        assert path == str(image) and label in {"blue_grey", "ragged_dark", "small_pink"}
+        assert 0.0 < float(prob) <= 1.0
+
+    import torch
+
+    scripted = torch.jit.load(str(bundle / "model_torchscript.pt"))
+    assert scripted(torch.zeros(2, 3, 16, 16)).shape == (2, 3)
+
+    again = runner.invoke(
+        main, ["best", "--storage", str(search["storage"]), "--export", str(bundle)]
+    )
+    assert (
+        again.exit_code == 2
+        and "is not empty; choose another folder or pass --force" in again.output
+    )
+
+
+def test_best_falls_back_to_tune_results_without_mlflow(
+    search: dict[str, Any], tmp_path: Path
+) -> None:
+    empty = f"sqlite:///{tmp_path / 'other.db'}"
+    result = CliRunner().invoke(
+        main,
+        [
+            "best",
+            "--storage",
+            str(search["storage"]),
+            "--mlflow-uri",
+            empty,
+            "--metric",
+            "val_loss",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "by val_loss (min), from tune" in result.output

@@ -1,0 +1,104 @@
+"""Search modes beyond the default grid: TPE through Optuna, and stopping with Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from skinsearch.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def runs_of(storage: Path, experiment: str) -> list:  # type: ignore[type-arg]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{storage / 'mlflow.db'}")
+    return client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+
+
+def test_tpe_samples_through_optuna_with_list_valued_choices(
+    tiny_images: Path, tmp_path: Path
+) -> None:
+    space = tmp_path / "tpe.yaml"
+    space.write_text(
+        f"name: tpe\nmodel: cnn\ndata: {{path: {tiny_images}}}\n"
+        "train: {max_epochs: 2}\nsearch: {sampler: tpe, num_samples: 6, seed: 1}\nscheduler: none\n"
+        "params:\n  input_size: 16\n  lr: {loguniform: [1e-4, 1e-2]}\n"
+        "  channels: {choice: [[4], [4, 8]]}\n  batch_size: {randint: [8, 16]}\n"
+    )
+    result = CliRunner().invoke(
+        main,
+        ["run", str(space), "--storage", str(tmp_path / "r"), "--cpus", "2", "--max-trials", "3"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "search tpe: 3 of 6 trials" in result.output
+    children = [r for r in runs_of(tmp_path / "r", "tpe") if "mlflow.parentRunId" in r.data.tags]
+    assert len(children) == 3
+    for run in children:
+        assert run.data.params["channels"] in {"[4]", "[4, 8]"}
+        assert 1e-4 <= float(run.data.params["lr"]) <= 1e-2
+        assert 8 <= int(run.data.params["batch_size"]) <= 16
+        assert run.info.status == "FINISHED"
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_finished_trials(tiny_images: Path, tmp_path: Path) -> None:
+    space = tmp_path / "long.yaml"
+    # trial 0 diverges and fails in its first epoch; the others would run for a long time
+    space.write_text(
+        f"name: long\nmodel: mlp\ndata: {{path: {tiny_images}}}\n"
+        "train: {max_epochs: 5000, patience: 5000}\nscheduler: none\nresources: {cpus_per_trial: 1}\n"
+        "params:\n  input_size: 16\n  hidden_sizes: [16]\n  optimizer: sgd\n  momentum: 0.0\n"
+        "  lr: {grid: [1000000.0, 0.001, 0.002]}\n"
+    )
+    storage = tmp_path / "r"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "skinsearch",
+            "run",
+            str(space),
+            "--storage",
+            str(storage),
+            "--cpus",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    output = []
+    deadline = time.monotonic() + 120
+    for line in proc.stdout:
+        output.append(line)
+        text = "".join(output)
+        if ("errored after" in text and "_00002 started" in text) or time.monotonic() > deadline:
+            break
+    time.sleep(2)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    output.append(proc.stdout.read())
+    assert proc.wait(timeout=120) == 130
+    text = "".join(output)
+    # (Tune prints the diverging trial's own traceback; nothing after the stop may add one)
+    assert "Traceback" not in text.split("Stop signal received")[-1]
+    assert "1 errored" in text and "2 interrupted" in text
+    assert "Interrupted: finished trials are kept" in text
+
+    runs = runs_of(storage, "long")
+    assert all(r.info.status != "RUNNING" for r in runs)
+    ends = sorted(r.data.tags.get("skinsearch.end", "parent") for r in runs)
+    assert ends == ["errored", "interrupted", "interrupted", "parent"]
+    best = CliRunner().invoke(main, ["best", "--storage", str(storage)])
+    assert best.exit_code == 0, best.output

@@ -1,0 +1,135 @@
+"""The training loop without Ray: learning, early stopping, checkpoints that resume exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from skinsearch.data import DecodedData, decode_dataset, scan_dataset
+from skinsearch.hparams import HParams
+from skinsearch.spec import TrainSpec
+from skinsearch.trainer import Trainer
+
+
+@pytest.fixture(scope="module")
+def data(tiny_images: Path) -> DecodedData:
+    return decode_dataset(scan_dataset(tiny_images), [24])[24]
+
+
+def test_a_trial_learns_the_tiny_set(data: DecodedData) -> None:
+    trainer = Trainer(
+        "cnn",
+        HParams(input_size=24, channels=[8, 16], fc_size=32, lr=3e-3),
+        TrainSpec(max_epochs=8),
+        data,
+        "cpu",
+    )
+    results = [trainer.fit_epoch() for _ in range(8)]
+    assert results[-1].stop_reason == "max_epochs"
+    assert max(r.metrics["val_acc"] for r in results) >= 0.8
+    assert set(results[0].metrics) >= {
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "val_balanced_acc",
+        "val_macro_f1",
+        "val_auc",
+        "val_recall_blue_grey",
+    }
+
+
+def test_resuming_from_a_checkpoint_continues_exactly(data: DecodedData, tmp_path: Path) -> None:
+    hp = HParams(
+        input_size=24, hidden_sizes=[32], lr=1e-3, hflip=0.5, rbcontrast=0.5, affine=0.5, seed=3
+    )
+    train = TrainSpec(max_epochs=4)
+    straight = Trainer("mlp", hp, train, data, "cpu")
+    expected = [straight.fit_epoch().metrics for _ in range(4)]
+
+    first = Trainer("mlp", hp, train, data, "cpu")
+    result = None
+    for _ in range(2):
+        result = first.fit_epoch()
+    assert result is not None
+    first.save(tmp_path, result)
+    resumed = Trainer("mlp", hp, train, data, "cpu")
+    resumed.load(tmp_path)
+    rest = [resumed.fit_epoch().metrics for _ in range(2)]
+    for got, want in zip(rest, expected[2:], strict=True):
+        assert got == pytest.approx(want, rel=1e-5)
+
+
+def test_patience_stops_a_trial_that_no_longer_improves(data: DecodedData) -> None:
+    trainer = Trainer(
+        "mlp",
+        HParams(input_size=24, lr=1e-12),
+        TrainSpec(max_epochs=50, patience=2, metric="val_acc"),
+        data,
+        "cpu",
+    )
+    reasons = []
+    for _ in range(50):
+        result = trainer.fit_epoch()
+        reasons.append(result.stop_reason)
+        if result.stop_reason:
+            break
+    assert reasons == [None, None, "early_stopped"]  # best at epoch 1, then 2 flat epochs
+    assert trainer.bad_epochs == 2
+
+
+def test_balanced_class_weights_follow_scikit_learn(data: DecodedData) -> None:
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = np.concatenate([data.y_train, np.zeros(10, dtype=np.int64)])
+    skewed = DecodedData(
+        24,
+        data.class_names,
+        np.concatenate([data.x_train, data.x_train[:10]]),
+        labels,
+        data.x_val,
+        data.y_val,
+        data.mean,
+        data.std,
+    )
+    trainer = Trainer(
+        "mlp", HParams(input_size=24), TrainSpec(class_weights="balanced"), skewed, "cpu"
+    )
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=labels)
+    assert trainer.criterion.weight is not None
+    assert trainer.criterion.weight.numpy() == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_diverging_loss_fails_the_trial_with_a_reason(data: DecodedData) -> None:
+    trainer = Trainer(
+        "mlp",
+        HParams(input_size=24, lr=1e6, optimizer="sgd", momentum=0.0),
+        TrainSpec(),
+        data,
+        "cpu",
+    )
+    with pytest.raises(
+        FloatingPointError,
+        match=r"loss became (nan|inf) in epoch \d+ \(lr 1000000.0 may be too high\)",
+    ):
+        for _ in range(20):
+            trainer.fit_epoch()
+
+
+def test_checkpoint_describes_itself(data: DecodedData, tmp_path: Path) -> None:
+    import json
+
+    trainer = Trainer(
+        "cnn", HParams(input_size=24, channels=[4]), TrainSpec(max_epochs=1), data, "cpu"
+    )
+    trainer.save(tmp_path, trainer.fit_epoch())
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["model"] == "cnn" and state["epoch"] == 1
+    assert "hidden_sizes" not in state["hparams"] and state["hparams"]["channels"] == [4]
+    assert state["class_names"] == data.class_names
+    assert state["preprocessing"]["resize"] == [24, 24]
+    weights = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert any(k.endswith("weight") for k in weights)
