@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 import sys
 import warnings
@@ -147,9 +146,12 @@ def run(
     """Run the search that FILE describes on Ray Tune."""
     from skinsearch import space
     from skinsearch.spec import load_spec
-    from skinsearch.tuner import RunOptions, run_search
+    from skinsearch.summary import summary_lines
+    from skinsearch.tuner import RunOptions, check_address, run_search
 
     spec = _with_overrides(load_spec(file), data_path, max_epochs)
+    if address is not None:
+        check_address(address)
     space.check_space(spec, str(file))
     storage = _writable_storage(storage)
     options = RunOptions(
@@ -167,7 +169,8 @@ def run(
         f"search {options.name}: {planned} of {total} trials of {spec.model}; results in {storage / options.name}"
     )
     outcome = run_search(spec, options, echo=click.echo)
-    _print_summary(spec, outcome)
+    for line in summary_lines(spec, outcome):
+        click.echo(line)
     if outcome.interrupted:
         click.echo(
             "Interrupted: finished trials are kept above; unfinished ones are marked KILLED in MLflow.",
@@ -230,11 +233,8 @@ def best(
     if result.note:
         click.echo(f"note: {result.note}using Tune's results")
     click.echo(f"trial {score.trial_id}, epoch {score.epoch}: {metric} = {score.value:.4f}")
-    checkpoint, note = best_checkpoint(score.trial_dir, metric, mode, score.epoch)
-    import json
-
-    state = json.loads((checkpoint / "state.json").read_text())
-    metrics = epoch_metrics(experiment_dir, score) or state["metrics"]
+    checkpoint, state, note = best_checkpoint(score.trial_dir, metric, mode, score.epoch)
+    metrics = epoch_metrics(score) or state["metrics"]
     click.echo(
         "metrics: "
         + "  ".join(
@@ -329,57 +329,6 @@ def _check_gpus(gpus: int | None, address: str | None) -> int | None:
             f"--gpus {gpus}: this machine has {present} GPU(s); pass --gpus {present} or fewer"
         )
     return gpus
-
-
-def _print_summary(spec: Any, outcome: Any) -> None:
-    metric = spec.train.metric
-    sign = 1.0 if spec.train.resolved_mode == "max" else -1.0
-    trials = [t for t in outcome.trials.values() if t.best]
-    trials.sort(key=lambda t: -sign * t.best.get(metric, -math.inf * sign))
-    ends = [t.end or "interrupted" for t in outcome.trials.values()]
-    click.echo("")
-    counts = [f"{ends.count(e)} {e}" for e in sorted(set(ends))]
-    if outcome.planned > len(ends):
-        counts.append(f"{outcome.planned - len(ends)} not started")
-    click.echo(f"{outcome.planned} trials: " + ", ".join(counts))
-    if trials:
-        searched = [k for k, p in spec.params.items() if p.kind != "fixed"]
-        cols = (
-            ["trial", "end", "epochs", metric]
-            + [m for m in ("val_acc", "val_balanced_acc", "val_macro_f1") if m != metric]
-            + searched
-        )
-        rows = [
-            [t.name, t.end or "-", str(t.epochs)]
-            + [f"{t.best.get(m, math.nan):.4f}" for m in cols[3 : -len(searched) or None]]
-            + [_short(t.config.get(k)) for k in searched]
-            for t in trials[:5]
-        ]
-        click.echo(f"Top {len(rows)} by {metric} (best epoch of each trial):")
-        click.echo(_table(cols, rows))
-    for t in outcome.trials.values():
-        if t.end == "errored":
-            click.echo(f"errored: {t.name}: {t.error}")
-    click.echo("")
-    click.echo(f"results:     {outcome.experiment_dir}")
-    click.echo(
-        f"best model:  skinsearch best --storage {outcome.experiment_dir.parent} "
-        f"--name {outcome.experiment_dir.name} --metric {metric} --export bundles/{outcome.experiment_dir.name}"
-    )
-    if outcome.tracking_uri.startswith("sqlite:"):
-        click.echo(f"MLflow UI:   mlflow ui --backend-store-uri {outcome.tracking_uri}")
-    click.echo(f"TensorBoard: tensorboard --logdir {outcome.experiment_dir / 'tensorboard'}")
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _table(columns: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
-    body = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
-    return "\n".join([line, "  ".join("-" * w for w in widths), *body])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -105,11 +105,13 @@ def find_best(
     return BestTrial(search, metric, mode, best, source, len(scores), note)
 
 
-def best_checkpoint(trial_dir: Path, metric: str, mode: str, epoch: int) -> tuple[Path, str]:
+def best_checkpoint(
+    trial_dir: Path, metric: str, mode: str, epoch: int
+) -> tuple[Path, dict[str, Any], str]:
     """The checkpoint of ``epoch`` if it was kept, else the kept one scoring best on ``metric``.
 
     Returns:
-        The checkpoint folder and a note when it is not the requested epoch.
+        The checkpoint folder, its ``state.json``, and a note when it is not the requested epoch.
     """
     states = []
     for folder in sorted(trial_dir.glob("checkpoint_*")):
@@ -122,12 +124,16 @@ def best_checkpoint(trial_dir: Path, metric: str, mode: str, epoch: int) -> tupl
         )
     for folder, state in states:
         if state["epoch"] == epoch:
-            return folder, ""
+            return folder, state, ""
     sign = 1.0 if mode == "max" else -1.0
     folder, state = max(states, key=lambda fs: sign * _num(fs[1]["metrics"].get(metric), sign))
-    return folder, (
-        f"epoch {epoch} was not checkpointed (checkpoints follow the search's metric); "
-        f"exporting epoch {state['epoch']}, the best kept one by {metric}"
+    return (
+        folder,
+        state,
+        (
+            f"epoch {epoch} was not checkpointed (checkpoints follow the search's metric); "
+            f"exporting epoch {state['epoch']}, the best kept one by {metric}"
+        ),
     )
 
 
@@ -318,7 +324,7 @@ def _scores_from_tune(experiment_dir: Path, metric: str, sign: float) -> list[Tr
     return scores
 
 
-def epoch_metrics(experiment_dir: Path, score: TrialScore) -> dict[str, float]:
+def epoch_metrics(score: TrialScore) -> dict[str, float]:
     """All metrics of the trial's best epoch, from Tune's results of that trial."""
     if score.metrics:
         return score.metrics

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from skinsearch._messages import format_error, kind_of, message, short_number
+from skinsearch._yaml import UniqueKeyLoader, error_location, error_problem
 from skinsearch.errors import SpecError
 from skinsearch.hparams import COMMON_HPARAMS, DISCRETE_ONLY, HParams
 from skinsearch.models import model_hparams, model_names
@@ -143,7 +145,7 @@ class Param(BaseModel):
             return repr(self.values[0])
         if self.is_discrete:
             return f"{self.kind} {list(self.values)}"
-        return f"{self.kind} [{_num(self.low)}, {_num(self.high)}]"
+        return f"{self.kind} [{short_number(self.low)}, {short_number(self.high)}]"
 
 
 class SearchSpec(BaseModel):
@@ -194,10 +196,10 @@ def load_spec(path: str | Path) -> SearchSpec:
 def loads_spec(text: str, source: str = "<spec>") -> SearchSpec:
     """Validate a search space given as YAML text (see ``load_spec``)."""
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: safe
+        raw = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader subclass: safe
     except yaml.YAMLError as exc:
         raise SpecError(
-            f"{source}:{_yaml_location(exc)} invalid YAML: {_yaml_problem(exc)}"
+            f"{source}:{error_location(exc)} invalid YAML: {error_problem(exc)}"
         ) from None
     return parse_spec(raw, source=source)
 
@@ -206,19 +208,19 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SearchSpec:
     """Validate an already-parsed YAML document (see ``load_spec``)."""
     if not isinstance(raw, dict):
         raise SpecError(
-            f"{source}: expected a mapping of sections (name, model, data, ...), got {_kind(raw)}"
+            f"{source}: expected a mapping of sections (name, model, data, ...), got {kind_of(raw)}"
         )
     problems: list[str] = []
     raw_params = raw.get("params", {})
     try:
         spec = SearchSpec.model_validate({**raw, "params": {}})
     except ValidationError as exc:
-        problems += [_format_pydantic(err, root=SearchSpec) for err in exc.errors()]
+        problems += [format_error(err, SearchSpec) for err in exc.errors()]
         spec = None
     model = raw.get("model") if raw.get("model") in model_names() else None
     params: dict[str, Param] = {}
     if not isinstance(raw_params, dict):
-        problems.append(f"params: expected a mapping of hyperparameters, got {_kind(raw_params)}")
+        problems.append(f"params: expected a mapping of hyperparameters, got {kind_of(raw_params)}")
     elif model is not None:
         params = _parse_params(raw_params, model, problems)
     if problems:
@@ -275,7 +277,9 @@ def _parse_param(name: str, value: Any, where: str, problems: list[str]) -> Para
         return None
     if kind in ("fixed", "grid", "choice"):
         if not isinstance(body, list) or not body:
-            problems.append(f"{where_kind}: must be a non-empty list of values, got {_kind(body)}")
+            problems.append(
+                f"{where_kind}: must be a non-empty list of values, got {kind_of(body)}"
+            )
             return None
         for i, item in enumerate(body):
             item_where = where_kind if kind == "fixed" else f"{where_kind}[{i}]"
@@ -330,7 +334,7 @@ def _check_value(name: str, value: Any, where: str, problems: list[str]) -> None
     except ValidationError as exc:
         for err in exc.errors():
             sub = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"][1:])
-            problems.append(f"{where}{sub}: {_message(err)}")
+            problems.append(f"{where}{sub}: {message(err)}")
 
 
 def _is_list_field(name: str) -> bool:
@@ -339,78 +343,6 @@ def _is_list_field(name: str) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-# -- messages ----------------------------------------------------------------------------------
-
-
-def _format_pydantic(err: Any, root: type[BaseModel]) -> str:
-    loc = [p for p in err["loc"] if p not in ("function-before[_from_name()]",)]
-    path = ".".join(str(p) for p in loc if not isinstance(p, int)) or "(top level)"
-    if err["type"] == "extra_forbidden":
-        valid = _valid_keys(root, loc[:-1])
-        return f"{path}: unknown key (valid: {', '.join(valid)})"
-    return f"{path}: {_message(err)}"
-
-
-def _valid_keys(root: type[BaseModel], loc: list[Any]) -> list[str]:
-    model: Any = root
-    for part in loc:
-        fields: dict[str, Any] = model.model_fields
-        field = fields.get(part) if isinstance(part, str) else None
-        model = field.annotation if field is not None else None
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return []
-    return list(model.model_fields)
-
-
-def _message(err: Any) -> str:
-    kind, ctx, got = err["type"], err.get("ctx", {}), err.get("input")
-    bounds = {
-        "greater_than": (">", "gt"),
-        "greater_than_equal": (">=", "ge"),
-        "less_than": ("<", "lt"),
-        "less_than_equal": ("<=", "le"),
-    }
-    if kind in bounds:
-        op, key = bounds[kind]
-        return f"must be {op} {_bound(ctx[key])}, got {got!r}"
-    if kind == "missing":
-        return "required"
-    if kind == "literal_error":
-        return f"must be one of {ctx['expected']}, got {got!r}"
-    if kind.startswith("int_"):
-        return f"must be an integer, got {got!r}"
-    if kind.startswith("float_"):
-        return f"must be a number, got {got!r}"
-    if kind.startswith("bool_"):
-        return f"must be true or false, got {got!r}"
-    if kind.startswith("list_"):
-        return f"must be a list, got {got!r}"
-    if kind.startswith("string_pattern"):
-        return f"must be letters, digits, '.', '_' or '-' (usable as a folder name), got {got!r}"
-    if kind.startswith("string_"):
-        return f"must be a string, got {got!r}"
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"expected a mapping, got {_kind(got)}"
-    if kind == "value_error":
-        return str(ctx.get("error", err["msg"]))
-    return str(err["msg"])
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    names: dict[type, str] = {dict: "a mapping", list: "a list", str: f"the text {value!r}"}
-    return names.get(type(value), repr(value))
-
-
-def _bound(value: Any) -> Any:
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-def _num(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() and abs(value) >= 1 else f"{value:g}"
 
 
 def _param_to_yaml(param: Param) -> Any:
@@ -422,45 +354,3 @@ def _param_to_yaml(param: Param) -> Any:
         (int(param.low), int(param.high)) if param.kind == "randint" else (param.low, param.high)
     )
     return {param.kind: [low, high]}
-
-
-# -- YAML --------------------------------------------------------------------------------------
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """``SafeLoader`` that rejects a key given twice in one mapping instead of keeping the last."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-# YAML 1.1 (PyYAML) reads 1e-4 as a string; accept the exponent forms YAML 1.2 and users write.
-_UniqueKeyLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def _yaml_location(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    return f"{mark.line + 1}:{mark.column + 1}:" if mark is not None else ""
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    return str(getattr(exc, "problem", None) or exc).strip()

@@ -1,15 +1,14 @@
 """A validated spec -> a Ray Tune search: data in the object store, the Tuner, tracking callbacks.
 
-This and ``train.py`` are the only modules that talk to Ray. ``run_search`` decodes the data once
+Ray is used here (the Tuner), in ``cluster.py`` (starting or joining Ray), ``callbacks.py``
+(trial events -> MLflow) and ``train.py`` (the trainable), and nowhere else. ``run_search`` decodes the data once
 per input size, starts (or joins) Ray, runs the Tuner with ASHA and the chosen sampler, tracks
 every trial in MLflow from the driver, and ends every MLflow run whatever happens.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import shutil
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,8 @@ from typing import Any
 import yaml
 
 from skinsearch import space
+from skinsearch.callbacks import tracking_callback
+from skinsearch.cluster import check_address, start_ray
 from skinsearch.data import decode_dataset, scan_dataset
 from skinsearch.data.synthetic import synthetic_root
 from skinsearch.errors import DataError, SkinsearchError
@@ -60,52 +61,43 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
     Raises:
         SkinsearchError: for data, resources or tracking that cannot be used (before any trial).
     """
-    experiment_dir = options.storage / options.name
+    if options.address is not None:
+        check_address(options.address)
     configs = _configs(spec, options)
-    data_root = _data_root(spec)
-    files = scan_dataset(data_root, spec.data.val_fraction, spec.search.seed)
+    files = scan_dataset(_data_root(spec), spec.data.val_fraction, spec.search.seed)
     _check_metric(spec, files.class_names)
-    sizes = space.input_sizes(spec)
     echo(
         f"data: {files.root} ({len(files.class_names)} classes, {len(files.train)} train / "
         f"{len(files.val)} val images; val: {files.split})"
     )
-    decoded = decode_dataset(files, sizes)
-    echo(f"decoded each image once at {', '.join(f'{s}x{s}' for s in sizes)}")
-
     tracking_uri = (
         options.mlflow_uri
         or os.environ.get("MLFLOW_TRACKING_URI")
         or default_tracking_uri(options.storage)
     )
-    experiment_dir.mkdir(parents=True, exist_ok=True)
-    tracker = _tracker(spec, options, tracking_uri)
-    planned = (
-        len(configs)
-        if configs is not None
-        else min(spec.search.num_samples, options.max_trials or 10**9)
-    )
+    tracker = _tracker(spec, options, tracking_uri)  # an unusable MLflow fails here, before Ray
+    experiment_dir = options.storage / options.name
+    planned = len(configs) if configs is not None else _tpe_trials(spec, options)
     outcome = SearchOutcome(experiment_dir, tracking_uri, planned=planned)
 
     import ray
 
-    started = _start_ray(options, spec, echo)
-    outcome.dashboard_url = started
+    outcome.dashboard_url = start_ray(options.address, options.cpus, options.gpus, spec, echo)
     try:
-        refs = {size: ray.put(d) for size, d in decoded.items()}
-        del decoded
-        search_file = _save_search_file(
-            spec, options, experiment_dir, files.class_names, len(configs or [])
-        )
+        sizes = space.input_sizes(spec)
+        refs = {size: ray.put(d) for size, d in decode_dataset(files, sizes).items()}
+        echo(f"decoded each image once at {', '.join(f'{s}x{s}' for s in sizes)}")
+        experiment_dir.mkdir(parents=True, exist_ok=True)
+        search_file = _save_search_file(spec, options, experiment_dir, files.class_names, planned)
         tracker.start_search(
-            _search_params(spec, options, files.root, len(configs or [])),
+            _search_params(spec, options, files.root, planned),
             tags={"skinsearch.experiment_dir": str(experiment_dir)},
         )
         tracker.log_search_file(search_file)
         tuner = _build_tuner(spec, options, configs, refs, tracker, experiment_dir)
-        results = tuner.fit()
-        outcome.interrupted = any(not t.end for t in tracker.trials.values()) or (
-            len(results) < (len(configs) if configs is not None else 0)
+        tuner.fit()
+        outcome.interrupted = len(tracker.trials) < planned or any(
+            not t.end for t in tracker.trials.values()
         )
     except KeyboardInterrupt:
         outcome.interrupted = True
@@ -115,8 +107,7 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
         try:
             tracker.finish(interrupted=outcome.interrupted)
             outcome.trials = tracker.trials
-            if options.address is None:
-                ray.shutdown()
+            ray.shutdown()  # stops a local Ray; only disconnects from a cluster given by --address
         finally:
             signal.signal(signal.SIGINT, previous)
     return outcome
@@ -132,6 +123,10 @@ def _configs(spec: SearchSpec, options: RunOptions) -> list[dict[str, Any]] | No
     if options.max_trials is not None:
         configs = space.pick(configs, options.max_trials, spec.search.seed)
     return configs
+
+
+def _tpe_trials(spec: SearchSpec, options: RunOptions) -> int:
+    return min(spec.search.num_samples, options.max_trials or spec.search.num_samples)
 
 
 def _data_root(spec: SearchSpec) -> Path:
@@ -161,45 +156,15 @@ def _tracker(spec: SearchSpec, options: RunOptions, uri: str) -> SearchTracker:
         ) from None
 
 
-def _start_ray(options: RunOptions, spec: SearchSpec, echo: Echo) -> str:
-    import ray
-
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    if options.address is not None:
-        context = ray.init(
-            address=options.address, logging_level=logging.WARNING, log_to_driver=False
-        )
-    else:
-        context = ray.init(
-            address="local",
-            num_cpus=options.cpus,
-            num_gpus=options.gpus,
-            include_dashboard=True,
-            dashboard_host="127.0.0.1",
-            _node_ip_address="127.0.0.1",
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-        )
-    url = f"http://{context.dashboard_url}" if context.dashboard_url else ""
-    resources = ray.cluster_resources()
-    echo(
-        f"Ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs"
-        + (f"; dashboard {url} (token in ~/.ray/auth_token)" if url else "")
-    )
-    if spec.resources.gpus_per_trial and not resources.get("GPU"):
-        echo("no GPU in this Ray cluster: trials run on CPUs (resources.gpus_per_trial is ignored)")
-    return url
-
-
 def _save_search_file(
-    spec: SearchSpec, options: RunOptions, folder: Path, classes: list[str], n: int
+    spec: SearchSpec, options: RunOptions, folder: Path, classes: list[str], trials: int
 ) -> Path:
     # the resolved spec beside the results, as nanoGPT saves its config beside the checkpoint
     doc = {
         "spec": spec.to_yaml_dict(),
         "search": options.name,
         "classes": classes,
-        "trials": n or spec.search.num_samples,
+        "trials": trials,
         "storage": str(options.storage),
     }
     path = folder / SEARCH_FILE
@@ -207,15 +172,15 @@ def _save_search_file(
     return path
 
 
-def _search_params(spec: SearchSpec, options: RunOptions, root: Path, n: int) -> dict[str, Any]:
+def _search_params(
+    spec: SearchSpec, options: RunOptions, root: Path, trials: int
+) -> dict[str, Any]:
     flat = {
         f"{section}.{k}": v
         for section in ("train", "search", "scheduler", "resources")
         for k, v in getattr(spec, section).model_dump(mode="json").items()
     }
-    flat.update(
-        {"model": spec.model, "data.path": str(root), "trials": n or spec.search.num_samples}
-    )
+    flat.update({"model": spec.model, "data.path": str(root), "trials": trials})
     flat.update({f"space.{name}": p.describe() for name, p in spec.params.items()})
     return flat
 
@@ -281,7 +246,7 @@ def _build_tuner(
 
         searcher = OptunaSearch(seed=spec.search.seed)
         param_space = _tpe_space(spec)
-        num_samples = min(spec.search.num_samples, options.max_trials or spec.search.num_samples)
+        num_samples = _tpe_trials(spec, options)
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -301,7 +266,7 @@ def _build_tuner(
             callbacks=[
                 CSVLoggerCallback(),
                 JsonLoggerCallback(),
-                _tracking_callback(tracker, fixed),
+                tracking_callback(tracker, fixed),
             ],
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=2, checkpoint_score_attribute=metric, checkpoint_score_order=mode
@@ -347,59 +312,3 @@ def _fixed_hparams(spec: SearchSpec) -> dict[str, Any]:
     # Hyperparameters with one value stay out of Tune's config (and its progress table); each
     # trial, and each MLflow run's params, gets them from here.
     return {name: p.values[0] for name, p in space.domains(spec).items() if p.kind == "fixed"}
-
-
-def _tracking_callback(tracker: SearchTracker, fixed: dict[str, Any]) -> Any:
-    from ray.tune import Callback
-
-    class TrackingCallback(Callback):
-        """Forwards Tune's trial events to the MLflow tracker (on the driver)."""
-
-        def on_trial_start(
-            self, iteration: int, trials: list[Any], trial: Any, **info: Any
-        ) -> None:
-            config = {**fixed, **space.decode_config(trial.config)}
-            tracker.start_trial(trial.trial_id, str(trial), config, str(trial.path))
-
-        def on_trial_result(
-            self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
-        ) -> None:
-            metrics = {
-                k: v
-                for k, v in result.items()
-                if (k.startswith(("train_", "val_")) or k == "epoch") and isinstance(v, int | float)
-            }
-            metrics["time_total_s"] = float(result.get("time_total_s", 0.0))
-            tracker.log_epoch(trial.trial_id, metrics)
-
-        def on_checkpoint(
-            self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any
-        ) -> None:
-            tracker.add_checkpoint(trial.trial_id, checkpoint.path)
-
-        def on_trial_complete(
-            self, iteration: int, trials: list[Any], trial: Any, **info: Any
-        ) -> None:
-            reason = (trial.last_result or {}).get("stop_reason") or "stopped_by_asha"
-            tracker.end_trial(trial.trial_id, "completed" if reason == "max_epochs" else reason)
-
-        def on_trial_error(
-            self, iteration: int, trials: list[Any], trial: Any, **info: Any
-        ) -> None:
-            tracker.end_trial(trial.trial_id, "errored", _error_text(trial))
-
-    return TrackingCallback()
-
-
-def _error_text(trial: Any) -> str:
-    try:
-        text = Path(trial.error_file).read_text() if trial.error_file else ""
-    except OSError:
-        text = ""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "unknown error"
-
-
-def remove_search(experiment_dir: Path) -> None:
-    """Delete a search's results folder (used by tests and ``--force``)."""
-    shutil.rmtree(experiment_dir, ignore_errors=True)

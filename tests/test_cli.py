@@ -65,6 +65,15 @@ def test_a_bad_file_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
             "Error: --storage: cannot write to /proc/skinsearch",
         ),
         (
+            ["run", str(SEARCH_SPACES / "quick.yaml"), "--address", "127.0.0.1:1"],
+            "Error: --address 127.0.0.1:1: no Ray cluster answers there (Connection refused); "
+            "start one with `ray start --head` or leave out --address",
+        ),
+        (
+            ["run", str(SEARCH_SPACES / "quick.yaml"), "--address", "nowhere"],
+            "Error: --address nowhere: expected auto, host:port or ray://host:port",
+        ),
+        (
             ["best", "--storage", "{tmp}/empty"],
             "Error: no search under {tmp}/empty; run `skinsearch run FILE` first or pass --storage",
         ),

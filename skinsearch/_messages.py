@@ -1,0 +1,80 @@
+"""Pydantic validation errors -> one-line messages a user can act on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+def format_error(err: Any, root: type[BaseModel]) -> str:
+    """``yaml.path: message`` for one pydantic error of a ``root`` model."""
+    loc = [p for p in err["loc"] if p not in ("function-before[_from_name()]",)]
+    path = ".".join(str(p) for p in loc if not isinstance(p, int)) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        valid = _valid_keys(root, loc[:-1])
+        return f"{path}: unknown key (valid: {', '.join(valid)})"
+    return f"{path}: {message(err)}"
+
+
+def _valid_keys(root: type[BaseModel], loc: list[Any]) -> list[str]:
+    model: Any = root
+    for part in loc:
+        fields: dict[str, Any] = model.model_fields
+        field = fields.get(part) if isinstance(part, str) else None
+        model = field.annotation if field is not None else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+    return list(model.model_fields)
+
+
+def message(err: Any) -> str:
+    """The message part of one pydantic error, in the words skinsearch uses."""
+    kind, ctx, got = err["type"], err.get("ctx", {}), err.get("input")
+    bounds = {
+        "greater_than": (">", "gt"),
+        "greater_than_equal": (">=", "ge"),
+        "less_than": ("<", "lt"),
+        "less_than_equal": ("<=", "le"),
+    }
+    if kind in bounds:
+        op, key = bounds[kind]
+        return f"must be {op} {_bound(ctx[key])}, got {got!r}"
+    if kind == "missing":
+        return "required"
+    if kind == "literal_error":
+        return f"must be one of {ctx['expected']}, got {got!r}"
+    if kind.startswith("int_"):
+        return f"must be an integer, got {got!r}"
+    if kind.startswith("float_"):
+        return f"must be a number, got {got!r}"
+    if kind.startswith("bool_"):
+        return f"must be true or false, got {got!r}"
+    if kind.startswith("list_"):
+        return f"must be a list, got {got!r}"
+    if kind.startswith("string_pattern"):
+        return f"must be letters, digits, '.', '_' or '-' (usable as a folder name), got {got!r}"
+    if kind.startswith("string_"):
+        return f"must be a string, got {got!r}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"expected a mapping, got {kind_of(got)}"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"]))
+    return str(err["msg"])
+
+
+def kind_of(value: Any) -> str:
+    """How a wrong value is named in a message: a mapping, a list, the text 'x'."""
+    if value is None:
+        return "nothing"
+    names: dict[type, str] = {dict: "a mapping", list: "a list", str: f"the text {value!r}"}
+    return names.get(type(value), repr(value))
+
+
+def _bound(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def short_number(value: float) -> str:
+    """A range bound as the user would write it."""
+    return str(int(value)) if float(value).is_integer() and abs(value) >= 1 else f"{value:g}"

@@ -1,0 +1,68 @@
+"""Ray itself: start a local instance on loopback, or join an existing cluster."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+
+from skinsearch.errors import SkinsearchError
+from skinsearch.spec import SearchSpec
+
+Echo = Callable[[str], None]
+
+
+def check_address(address: str) -> None:
+    """Fail fast, with one line, when nothing listens at a Ray cluster address.
+
+    ``ray.init`` itself retries an unreachable address for minutes.
+    """
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise SkinsearchError(f"--address {address}: expected auto, host:port or ray://host:port")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        raise SkinsearchError(
+            f"--address {address}: no Ray cluster answers there ({reason}); "
+            "start one with `ray start --head` or leave out --address"
+        ) from None
+
+
+def start_ray(
+    address: str | None, cpus: int | None, gpus: int | None, spec: SearchSpec, echo: Echo
+) -> str:
+    """Start (or join) Ray, print what it has, and return the dashboard URL (empty if none)."""
+    import ray
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    if address is not None:
+        try:
+            context = ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+            raise SkinsearchError(f"--address {address}: cannot join ({first[:200]})") from None
+    else:
+        context = ray.init(
+            address="local",
+            num_cpus=cpus,
+            num_gpus=gpus,
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            _node_ip_address="127.0.0.1",
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
+    url = f"http://{context.dashboard_url}" if context.dashboard_url else ""
+    resources = ray.cluster_resources()
+    echo(
+        f"Ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs"
+        + (f"; dashboard {url} (token in ~/.ray/auth_token)" if url else "")
+    )
+    if spec.resources.gpus_per_trial and not resources.get("GPU"):
+        echo("no GPU in this Ray cluster: trials run on CPUs (resources.gpus_per_trial is ignored)")
+    return url

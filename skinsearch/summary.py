@@ -1,0 +1,63 @@
+"""The end-of-search summary printed by ``skinsearch run``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from skinsearch.spec import SearchSpec
+from skinsearch.tuner import SearchOutcome
+
+
+def summary_lines(spec: SearchSpec, outcome: SearchOutcome) -> list[str]:
+    """How the trials ended, the top 5 by the search's metric, and where to look next."""
+    lines: list[str] = []
+    metric = spec.train.metric
+    sign = 1.0 if spec.train.resolved_mode == "max" else -1.0
+    trials = [t for t in outcome.trials.values() if t.best]
+    trials.sort(key=lambda t: -sign * t.best.get(metric, -math.inf * sign))
+    ends = [t.end or "interrupted" for t in outcome.trials.values()]
+    lines.append("")
+    counts = [f"{ends.count(e)} {e}" for e in sorted(set(ends))]
+    if outcome.planned > len(ends):
+        counts.append(f"{outcome.planned - len(ends)} not started")
+    lines.append(f"{outcome.planned} trials: " + ", ".join(counts))
+    if trials:
+        searched = [k for k, p in spec.params.items() if p.kind != "fixed"]
+        cols = (
+            ["trial", "end", "epochs", metric]
+            + [m for m in ("val_acc", "val_balanced_acc", "val_macro_f1") if m != metric]
+            + searched
+        )
+        rows = [
+            [t.name, t.end or "-", str(t.epochs)]
+            + [f"{t.best.get(m, math.nan):.4f}" for m in cols[3 : -len(searched) or None]]
+            + [_short(t.config.get(k)) for k in searched]
+            for t in trials[:5]
+        ]
+        lines.append(f"Top {len(rows)} by {metric} (best epoch of each trial):")
+        lines.append(_table(cols, rows))
+    for t in outcome.trials.values():
+        if t.end == "errored":
+            lines.append(f"errored: {t.name}: {t.error}")
+    lines.append("")
+    lines.append(f"results:     {outcome.experiment_dir}")
+    lines.append(
+        f"best model:  skinsearch best --storage {outcome.experiment_dir.parent} "
+        f"--name {outcome.experiment_dir.name} --metric {metric} --export bundles/{outcome.experiment_dir.name}"
+    )
+    if outcome.tracking_uri.startswith("sqlite:"):
+        lines.append(f"MLflow UI:   mlflow ui --backend-store-uri {outcome.tracking_uri}")
+    lines.append(f"TensorBoard: tensorboard --logdir {outcome.experiment_dir / 'tensorboard'}")
+    return lines
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _table(columns: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    body = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join([line, "  ".join("-" * w for w in widths), *body])
