@@ -87,7 +87,9 @@ def find_best(
     search, sign = info["search"], (1.0 if mode == "max" else -1.0)
     note = ""
     try:
-        uri = tracking_uri or default_tracking_uri(Path(info["storage"]))
+        uri = (
+            tracking_uri or info.get("tracking_uri") or default_tracking_uri(Path(info["storage"]))
+        )
         scores, source = (
             _scores_from_mlflow(uri, info["spec"]["name"], search, metric, sign),
             "mlflow",

@@ -48,6 +48,8 @@ def summary_lines(spec: SearchSpec, outcome: SearchOutcome) -> list[str]:
     )
     if outcome.tracking_uri.startswith("sqlite:"):
         lines.append(f"MLflow UI:   mlflow ui --backend-store-uri {outcome.tracking_uri}")
+    else:
+        lines.append(f"MLflow:      {outcome.tracking_uri} (experiment {spec.name!r})")
     lines.append(f"TensorBoard: tensorboard --logdir {outcome.experiment_dir / 'tensorboard'}")
     return lines
 

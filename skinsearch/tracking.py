@@ -13,12 +13,14 @@ import logging
 import math
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from skinsearch.errors import SkinsearchError
 from skinsearch.plots import confusion_figure, save_confusion_png
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,24 @@ SEARCH_TAG = "skinsearch.search"
 TRIAL_TAG = "skinsearch.trial_id"
 END_TAG = "skinsearch.end"
 TRIAL_DIR_TAG = "skinsearch.trial_dir"
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Fail fast when an MLflow server does not answer (its client retries for minutes).
+
+    Raises:
+        SkinsearchError: naming the URI and what went wrong.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as response:
+            response.read()
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise SkinsearchError(
+            f"MLflow server {uri} does not answer ({reason}); start it or pass another --mlflow-uri"
+        ) from None
 
 
 def default_tracking_uri(storage: Path) -> str:

@@ -24,7 +24,12 @@ from skinsearch.data import decode_dataset, scan_dataset
 from skinsearch.data.synthetic import synthetic_root
 from skinsearch.errors import DataError, SkinsearchError
 from skinsearch.spec import Param, SearchSpec
-from skinsearch.tracking import SearchTracker, TrialRecord, default_tracking_uri
+from skinsearch.tracking import (
+    SearchTracker,
+    TrialRecord,
+    check_tracking_uri,
+    default_tracking_uri,
+)
 
 Echo = Callable[[str], None]
 SEARCH_FILE = "search.yaml"
@@ -88,7 +93,9 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
         refs = {size: ray.put(d) for size, d in decode_dataset(files, sizes).items()}
         echo(f"decoded each image once at {', '.join(f'{s}x{s}' for s in sizes)}")
         experiment_dir.mkdir(parents=True, exist_ok=True)
-        search_file = _save_search_file(spec, options, experiment_dir, files.class_names, planned)
+        search_file = _save_search_file(
+            spec, options, experiment_dir, files.class_names, planned, tracking_uri
+        )
         tracker.start_search(
             _search_params(spec, options, files.root, planned),
             tags={"skinsearch.experiment_dir": str(experiment_dir)},
@@ -144,6 +151,7 @@ def _check_metric(spec: SearchSpec, class_names: list[str]) -> None:
 
 
 def _tracker(spec: SearchSpec, options: RunOptions, uri: str) -> SearchTracker:
+    check_tracking_uri(uri)
     artifact_root = options.storage / "mlartifacts" if uri.startswith("sqlite:") else None
     try:
         return SearchTracker(
@@ -157,7 +165,12 @@ def _tracker(spec: SearchSpec, options: RunOptions, uri: str) -> SearchTracker:
 
 
 def _save_search_file(
-    spec: SearchSpec, options: RunOptions, folder: Path, classes: list[str], trials: int
+    spec: SearchSpec,
+    options: RunOptions,
+    folder: Path,
+    classes: list[str],
+    trials: int,
+    tracking_uri: str,
 ) -> Path:
     # the resolved spec beside the results, as nanoGPT saves its config beside the checkpoint
     doc = {
@@ -166,6 +179,7 @@ def _save_search_file(
         "classes": classes,
         "trials": trials,
         "storage": str(options.storage),
+        "tracking_uri": tracking_uri,
     }
     path = folder / SEARCH_FILE
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
