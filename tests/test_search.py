@@ -3,6 +3,7 @@ TensorBoard event files; then ``best --export`` and ``predict`` on what it left.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,10 @@ def test_every_trial_is_a_finished_child_run_with_per_epoch_metrics(search: dict
     assert (
         errored.info.status == "FAILED" and "loss became" in errored.data.tags["skinsearch.error"]
     )
+
+    # two trials ran at the same time (1 CPU each, --cpus 2)
+    spans = sorted((r.info.start_time, r.info.end_time) for r in children)
+    assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
 
     client = MlflowClient(tracking_uri=f"sqlite:///{search['storage'] / 'mlflow.db'}")
     for run in children:
