@@ -83,3 +83,57 @@ def _error_text(trial: Any) -> str:
         text = ""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else "unknown error"
+
+
+def progress_callback(
+    metric: str, mode: str, echo: Callable[[str], None], every_s: float = 15.0
+) -> Any:
+    """A compact progress table every ``every_s`` seconds: counts, best so far, running trials."""
+    import time
+
+    from ray.tune import Callback
+
+    class ProgressCallback(Callback):
+        """Replaces Tune's per-trial boxes, which run to thousands of lines for a large search."""
+
+        def __init__(self) -> None:
+            self.started = time.monotonic()
+            self.last = 0.0
+
+        def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+            if time.monotonic() - self.last >= every_s:
+                self.last = time.monotonic()
+                echo(progress_table(trials, metric, mode, time.monotonic() - self.started))
+
+        def on_trial_error(
+            self, iteration: int, trials: list[Any], trial: Any, **info: Any
+        ) -> None:
+            echo(f"{trial} errored: {_error_text(trial)} (traceback: {trial.error_file})")
+
+        def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+            echo(progress_table(trials, metric, mode, time.monotonic() - self.started))
+
+    return ProgressCallback()
+
+
+def progress_table(
+    trials: list[Any], metric: str, mode: str, elapsed_s: float, rows: int = 8
+) -> str:
+    """One status line, the best trial so far, and the running trials' latest epoch."""
+    statuses = [t.status for t in trials]
+    counts = ", ".join(f"{statuses.count(s)} {s.lower()}" for s in sorted(set(statuses)))
+    lines = [f"[{elapsed_s:5.0f}s] {len(trials)} trials: {counts}"]
+    scored = [(t, t.metric_analysis[metric][mode]) for t in trials if metric in t.metric_analysis]
+    if scored:
+        sign = 1.0 if mode == "max" else -1.0
+        best, value = max(scored, key=lambda item: sign * item[1])
+        lines.append(f"  best so far: {best} {metric}={value:.4f}")
+    running = [t for t in trials if t.status == "RUNNING" and t.last_result]
+    for trial in running[:rows]:
+        last = trial.last_result
+        lines.append(
+            f"  {trial}  epoch {int(last.get('epoch', 0)):>3}  {metric}={last.get(metric, float('nan')):.4f}"
+        )
+    if len(running) > rows:
+        lines.append(f"  ... and {len(running) - rows} more running")
+    return "\n".join(lines)

@@ -8,6 +8,7 @@ every trial in MLflow from the driver, and ends every MLflow run whatever happen
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from typing import Any
 import yaml
 
 from skinsearch import space
-from skinsearch.callbacks import tracking_callback
+from skinsearch.callbacks import progress_callback, tracking_callback
 from skinsearch.cluster import check_address, start_ray
 from skinsearch.data import decode_dataset, scan_dataset
 from skinsearch.data.synthetic import synthetic_root
@@ -101,7 +102,7 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
             tags={"skinsearch.experiment_dir": str(experiment_dir)},
         )
         tracker.log_search_file(search_file)
-        tuner = _build_tuner(spec, options, configs, refs, tracker, experiment_dir)
+        tuner = _build_tuner(spec, options, configs, refs, tracker, experiment_dir, echo)
         tuner.fit()
         outcome.interrupted = len(tracker.trials) < planned or any(
             not t.end for t in tracker.trials.values()
@@ -209,6 +210,7 @@ def _build_tuner(
     refs: dict[int, Any],
     tracker: SearchTracker,
     experiment_dir: Path,
+    echo: Echo,
 ) -> Any:
     import ray
     from ray import tune
@@ -220,6 +222,9 @@ def _build_tuner(
     # Tune's own TensorBoard logger would put a second, differently named set of scalars beside
     # ours; keep its CSV and JSON results (``best`` falls back on them) and nothing else.
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+    # Tune logs each failed trial's whole traceback; the progress callback prints one line with
+    # the reason and the path of the trial's error file instead.
+    logging.getLogger("ray.tune.execution.tune_controller").addFilter(_drop_trial_tracebacks)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     metric, mode = spec.train.metric, spec.train.resolved_mode
     fixed = _fixed_hparams(spec)
@@ -281,14 +286,19 @@ def _build_tuner(
                 CSVLoggerCallback(),
                 JsonLoggerCallback(),
                 tracking_callback(tracker, fixed),
+                progress_callback(metric, mode, echo),
             ],
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=2, checkpoint_score_attribute=metric, checkpoint_score_order=mode
             ),
             failure_config=tune.FailureConfig(max_failures=0),
-            verbose=1,
+            verbose=0,  # progress_callback prints a compact table instead
         ),
     )
+
+
+def _drop_trial_tracebacks(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Trial task failed")
 
 
 def _trial_name(trial: Any) -> str:

@@ -127,3 +127,17 @@ def test_python_dash_m_runs_the_cli() -> None:
         check=True,
     )
     assert done.stdout.strip().startswith("skinsearch, version ")
+
+
+def test_a_taken_default_name_is_numbered_and_a_taken_explicit_name_is_an_error(
+    tmp_path: Path,
+) -> None:
+    from skinsearch.cli import _search_name
+    from skinsearch.errors import SkinsearchError
+
+    assert _search_name(tmp_path, "quick", explicit=False) == "quick"
+    (tmp_path / "quick").mkdir()
+    (tmp_path / "quick-2").mkdir()
+    assert _search_name(tmp_path, "quick", explicit=False) == "quick-3"
+    with pytest.raises(SkinsearchError, match="a search named 'quick' already exists"):
+        _search_name(tmp_path, "quick", explicit=True)

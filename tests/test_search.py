@@ -59,7 +59,7 @@ def test_the_search_runs_and_summarises(search: dict[str, Any]) -> None:
     assert result.exit_code == 0, result.output + repr(result.exception)
     out = result.output
     assert "dashboard http://127.0.0.1:" in out
-    assert "Trial status:" in out  # Tune's progress table
+    assert "] 4 trials: " in out and "best so far: trial_" in out  # the progress table
     assert "Top 3 by val_acc (best epoch of each trial):" in out
     assert "4 trials: " in out and "1 errored" in out
     assert "errored: trial_" in out and "may be too high" in out

@@ -84,15 +84,15 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_trials(tiny_images: Path, tmp_p
     for line in proc.stdout:
         output.append(line)
         text = "".join(output)
-        if ("errored after" in text and "_00002 started" in text) or time.monotonic() > deadline:
+        # the diverged trial has ended and the progress table shows the third one running
+        if (" errored: " in text and "_00002  epoch" in text) or time.monotonic() > deadline:
             break
     time.sleep(2)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
     output.append(proc.stdout.read())
     assert proc.wait(timeout=120) == 130
     text = "".join(output)
-    # (Tune prints the diverging trial's own traceback; nothing after the stop may add one)
-    assert "Traceback" not in text.split("Stop signal received")[-1]
+    assert "Traceback" not in text
     assert "1 errored" in text and "2 interrupted" in text
     assert "Interrupted: finished trials are kept" in text
 
