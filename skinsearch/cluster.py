@@ -59,6 +59,10 @@ def start_ray(
         )
     url = f"http://{context.dashboard_url}" if context.dashboard_url else ""
     resources = ray.cluster_resources()
+    problem = _unschedulable(spec, resources)
+    if problem:
+        ray.shutdown()
+        raise SkinsearchError(problem)
     echo(
         f"Ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs"
         + (f"; dashboard {url} (token in ~/.ray/auth_token)" if url else "")
@@ -66,3 +70,20 @@ def start_ray(
     if spec.resources.gpus_per_trial and not resources.get("GPU"):
         echo("no GPU in this Ray cluster: trials run on CPUs (resources.gpus_per_trial is ignored)")
     return url
+
+
+def _unschedulable(spec: SearchSpec, resources: dict[str, float]) -> str:
+    # Tune waits forever for a trial bigger than the cluster; say so instead.
+    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    want = spec.resources
+    if want.cpus_per_trial > cpus:
+        return (
+            f"resources.cpus_per_trial: {want.cpus_per_trial:g} is more than the {cpus:g} CPUs "
+            "Ray has; lower it, or give Ray more with --cpus"
+        )
+    if gpus and want.gpus_per_trial > gpus:
+        return (
+            f"resources.gpus_per_trial: {want.gpus_per_trial:g} is more than the {gpus:g} GPUs "
+            "Ray has; lower it, or give Ray more with --gpus"
+        )
+    return ""

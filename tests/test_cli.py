@@ -141,3 +141,20 @@ def test_a_taken_default_name_is_numbered_and_a_taken_explicit_name_is_an_error(
     assert _search_name(tmp_path, "quick", explicit=False) == "quick-3"
     with pytest.raises(SkinsearchError, match="a search named 'quick' already exists"):
         _search_name(tmp_path, "quick", explicit=True)
+
+
+@pytest.mark.slow
+def test_a_trial_bigger_than_ray_is_an_error_not_a_hang(tiny_images: Path, tmp_path: Path) -> None:
+    import ray
+
+    space = tmp_path / "big.yaml"
+    space.write_text(
+        f"name: big\nmodel: mlp\ndata: {{path: {tiny_images}}}\nresources: {{cpus_per_trial: 4}}\n"
+    )
+    code, out = invoke("run", str(space), "--storage", str(tmp_path / "r"), "--cpus", "2")
+    assert code == 2
+    assert out.strip().splitlines()[-1] == (
+        "Error: resources.cpus_per_trial: 4 is more than the 2 CPUs Ray has; "
+        "lower it, or give Ray more with --cpus"
+    )
+    assert not ray.is_initialized()

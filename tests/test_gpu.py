@@ -1,0 +1,31 @@
+"""The training loop on a CUDA device gives what the CPU path gives (skipped without a GPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from skinsearch.data import decode_dataset, scan_dataset
+from skinsearch.hparams import HParams
+from skinsearch.spec import TrainSpec
+from skinsearch.trainer import Trainer
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine"),
+]
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_a_cuda_epoch_matches_the_cpu_epoch(model: str, tiny_images: Path) -> None:
+    data = decode_dataset(scan_dataset(tiny_images), [24])[24]
+    hp = HParams(input_size=24, channels=[8, 16], hidden_sizes=[32], hflip=0.5, seed=1)
+    results = {}
+    for device in ("cpu", "cuda"):
+        trainer = Trainer(model, hp, TrainSpec(max_epochs=1), data, device)
+        results[device] = trainer.fit_epoch().metrics
+        assert next(trainer.model.parameters()).device.type == device
+    assert results["cuda"]["train_loss"] == pytest.approx(results["cpu"]["train_loss"], rel=1e-3)
+    assert results["cuda"]["val_loss"] == pytest.approx(results["cpu"]["val_loss"], rel=1e-2)
