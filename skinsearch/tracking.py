@@ -124,6 +124,9 @@ class SearchTracker:
         """Open a trial's child run (once: a restarted trial keeps its run)."""
         if trial_id in self.trials:
             return
+        # the trial is recorded before MLflow is asked, so a tracking failure cannot hide it
+        record = TrialRecord("", name, dict(config), trial_dir)
+        self.trials[trial_id] = record
         run = self.client.create_run(
             self.experiment_id,
             run_name=name,
@@ -134,8 +137,8 @@ class SearchTracker:
                 TRIAL_DIR_TAG: trial_dir,
             },
         )
-        self.trials[trial_id] = TrialRecord(run.info.run_id, name, dict(config), trial_dir)
-        self._log(run.info.run_id, params=config)
+        record.run_id = run.info.run_id
+        self._log(record.run_id, params=config)
 
     def log_epoch(self, trial_id: str, metrics: dict[str, float]) -> None:
         """Log one epoch's metrics (``metrics["epoch"]`` is the step)."""
@@ -148,9 +151,10 @@ class SearchTracker:
             self.metric, -math.inf * self.sign
         ):
             record.best = dict(metrics)
-        self._log(
-            record.run_id, metrics={k: v for k, v in metrics.items() if k != "epoch"}, step=step
-        )
+        if record.run_id:
+            self._log(
+                record.run_id, metrics={k: v for k, v in metrics.items() if k != "epoch"}, step=step
+            )
 
     def add_checkpoint(self, trial_id: str, path: str) -> None:
         """Note a checkpoint folder of a trial (its ``state.json`` names its epoch)."""
@@ -164,6 +168,8 @@ class SearchTracker:
             return
         record.end, record.error = end, error
         run_id = record.run_id
+        if not run_id:  # MLflow never opened this trial's run
+            return
         try:
             if record.best:
                 summary = {f"best_{k}": v for k, v in record.best.items() if k != "epoch"}
@@ -186,7 +192,8 @@ class SearchTracker:
                     self.end_trial(trial_id, "interrupted")
                 except Exception:  # one bad run must not leave the others RUNNING
                     log.exception("could not close the MLflow run of trial %s", trial_id)
-                    self.client.set_terminated(record.run_id, status="KILLED")
+                    if record.run_id:
+                        self.client.set_terminated(record.run_id, status="KILLED")
         if not self.parent_id:
             return
         ended = [r.end for r in self.trials.values()]

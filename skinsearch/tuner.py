@@ -1,9 +1,9 @@
 """A validated spec -> a Ray Tune search: data in the object store, the Tuner, tracking callbacks.
 
-Ray is used here (the Tuner), in ``cluster.py`` (starting or joining Ray), ``callbacks.py``
-(trial events -> MLflow) and ``train.py`` (the trainable), and nowhere else. ``run_search`` decodes the data once
-per input size, starts (or joins) Ray, runs the Tuner with ASHA and the chosen sampler, tracks
-every trial in MLflow from the driver, and ends every MLflow run whatever happens.
+``run_search`` decodes the data once per input size, starts (or joins) Ray, runs the Tuner with
+ASHA and the chosen sampler, tracks every trial in MLflow from the driver, and ends every MLflow
+run whatever happens. Ray is used here (the Tuner), in ``cluster.py`` (starting or joining Ray),
+``callbacks.py`` (trial events) and ``train.py`` (the trainable), and nowhere else.
 """
 
 from __future__ import annotations
@@ -104,6 +104,8 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
         tracker.log_search_file(search_file)
         tuner = _build_tuner(spec, options, configs, refs, tracker, experiment_dir, echo)
         tuner.fit()
+        # Tune returns normally after a Ctrl-C (and marks the trials it stopped TERMINATED):
+        # trials that never started or never ended are what tells an interrupted search
         outcome.interrupted = len(tracker.trials) < planned or any(
             not t.end for t in tracker.trials.values()
         )
@@ -215,7 +217,6 @@ def _build_tuner(
     import ray
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from skinsearch.train import TrialContext, run_trial
 
@@ -241,31 +242,7 @@ def _build_tuner(
         tune.with_parameters(run_trial, context=context),
         {"cpu": spec.resources.cpus_per_trial, "gpu": gpus},
     )
-    if spec.scheduler.type == "asha":
-        scheduler: Any = ASHAScheduler(
-            time_attr="training_iteration",
-            max_t=spec.train.max_epochs,
-            grace_period=min(spec.scheduler.grace_period, spec.train.max_epochs),
-            reduction_factor=spec.scheduler.reduction_factor,
-        )
-    else:
-        scheduler = FIFOScheduler()
-    if configs is not None:
-        from ray.tune.search.basic_variant import BasicVariantGenerator
-
-        # Tune walks list values as nested paths: lists travel as "16-32" strings, as for Optuna
-        configs = [
-            {k: space.encode_option(v) for k, v in c.items() if k not in fixed} for c in configs
-        ]
-        searcher: Any = BasicVariantGenerator(points_to_evaluate=configs)
-        param_space = _describe_space(configs)
-        num_samples = len(configs)
-    else:
-        from ray.tune.search.optuna import OptunaSearch
-
-        searcher = OptunaSearch(seed=spec.search.seed)
-        param_space = _tpe_space(spec)
-        num_samples = _tpe_trials(spec, options)
+    searcher, param_space, num_samples = _search_alg(spec, options, configs, fixed)
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -273,8 +250,8 @@ def _build_tuner(
             metric=metric,
             mode=mode,
             search_alg=searcher,
-            scheduler=scheduler,
-            num_samples=int(num_samples),
+            scheduler=_scheduler(spec),
+            num_samples=num_samples,
             reuse_actors=True,
             trial_name_creator=_trial_name,
             trial_dirname_creator=_trial_name,
@@ -294,6 +271,43 @@ def _build_tuner(
             failure_config=tune.FailureConfig(max_failures=0),
             verbose=0,  # progress_callback prints a compact table instead
         ),
+    )
+
+
+def _scheduler(spec: SearchSpec) -> Any:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if spec.scheduler.type == "none":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="training_iteration",  # one iteration is one epoch
+        max_t=spec.train.max_epochs,
+        grace_period=min(spec.scheduler.grace_period, spec.train.max_epochs),
+        reduction_factor=spec.scheduler.reduction_factor,
+    )
+
+
+def _search_alg(
+    spec: SearchSpec,
+    options: RunOptions,
+    configs: list[dict[str, Any]] | None,
+    fixed: dict[str, Any],
+) -> tuple[Any, dict[str, Any], int]:
+    """The searcher, the param space Tune shows, and how many trials to run."""
+    if configs is None:
+        from ray.tune.search.optuna import OptunaSearch
+
+        return OptunaSearch(seed=spec.search.seed), _tpe_space(spec), _tpe_trials(spec, options)
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    # Tune walks list values as nested paths: lists travel as "16-32" strings, as for Optuna
+    searched = [
+        {k: space.encode_option(v) for k, v in c.items() if k not in fixed} for c in configs
+    ]
+    return (
+        BasicVariantGenerator(points_to_evaluate=searched),
+        _describe_space(searched),
+        len(searched),
     )
 
 
@@ -317,8 +331,6 @@ def _tpe_space(spec: SearchSpec) -> dict[str, Any]:
     from ray import tune
 
     def domain(param: Param) -> Any:
-        if param.kind == "fixed":
-            return space.encode_option(param.values[0])
         if param.kind in ("grid", "choice"):
             return tune.choice([space.encode_option(v) for v in param.values])
         if param.kind == "uniform":
