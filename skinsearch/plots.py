@@ -43,5 +43,5 @@ def save_confusion_png(
 ) -> None:
     """Write ``confusion_figure`` as a PNG file."""
     fig = confusion_figure(confusion, class_names, title)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
