@@ -28,6 +28,17 @@ def _valid_keys(root: type[BaseModel], loc: list[Any]) -> list[str]:
     return list(model.model_fields)
 
 
+# pydantic error type prefix -> what the value must be (the first match wins)
+_EXPECTED = (
+    ("int_", "an integer"),
+    ("float_", "a number"),
+    ("bool_", "true or false"),
+    ("list_", "a list"),
+    ("string_pattern", "letters, digits, '.', '_' or '-' (usable as a folder name)"),
+    ("string_", "a string"),
+)
+
+
 def message(err: Any) -> str:
     """The message part of one pydantic error, in the words skinsearch uses."""
     kind, ctx, got = err["type"], err.get("ctx", {}), err.get("input")
@@ -44,18 +55,9 @@ def message(err: Any) -> str:
         return "required"
     if kind == "literal_error":
         return f"must be one of {ctx['expected']}, got {got!r}"
-    if kind.startswith("int_"):
-        return f"must be an integer, got {got!r}"
-    if kind.startswith("float_"):
-        return f"must be a number, got {got!r}"
-    if kind.startswith("bool_"):
-        return f"must be true or false, got {got!r}"
-    if kind.startswith("list_"):
-        return f"must be a list, got {got!r}"
-    if kind.startswith("string_pattern"):
-        return f"must be letters, digits, '.', '_' or '-' (usable as a folder name), got {got!r}"
-    if kind.startswith("string_"):
-        return f"must be a string, got {got!r}"
+    for prefix, expected in _EXPECTED:
+        if kind.startswith(prefix):
+            return f"must be {expected}, got {got!r}"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return f"expected a mapping, got {kind_of(got)}"
     if kind == "value_error":

@@ -26,6 +26,10 @@ def _guarded(hook: Callable[..., None]) -> Callable[..., None]:
 
 
 def tracking_callback(tracker: SearchTracker, fixed: dict[str, Any]) -> Any:
+    """A Tune callback that opens, fills and closes each trial's MLflow run through ``tracker``.
+
+    ``fixed`` holds the hyperparameters left out of Tune's config; they are logged as params too.
+    """
     from ray.tune import Callback
 
     class TrackingCallback(Callback):

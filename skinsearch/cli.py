@@ -35,6 +35,7 @@ class UserError(click.ClickException):
         self.problems = problems
 
     def show(self, file: Any = None) -> None:
+        """Print each problem as its own ``Error:`` line on stderr."""
         for problem in self.problems:
             click.echo(f"Error: {problem}", err=True)
 
