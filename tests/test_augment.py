@@ -38,3 +38,12 @@ def test_pipelines_are_seeded() -> None:
     first = augment_batch(build_augment(hp, seed=5), images())
     again = augment_batch(build_augment(hp, seed=5), images())
     assert np.array_equal(first, again)
+
+
+def test_an_albumentations_1x_argument_fails_the_tests() -> None:
+    # albumentations 2 only warns about arguments it ignores; pyproject makes that an error
+    import albumentations as A
+    import pytest
+
+    with pytest.raises(UserWarning, match="not valid for transform Affine"):
+        A.Affine(shift_limit=0.1, p=1.0)
