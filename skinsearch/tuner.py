@@ -47,6 +47,7 @@ class RunOptions:
     address: str | None = None  # an existing Ray cluster, or None to start a local one
     mlflow_uri: str | None = None  # None: SQLite under storage
     max_trials: int | None = None
+    max_failures: int = 0  # restarts of a failed trial, each from its latest checkpoint
 
 
 @dataclass
@@ -268,7 +269,7 @@ def _build_tuner(
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=2, checkpoint_score_attribute=metric, checkpoint_score_order=mode
             ),
-            failure_config=tune.FailureConfig(max_failures=0),
+            failure_config=tune.FailureConfig(max_failures=options.max_failures),
             verbose=0,  # progress_callback prints a compact table instead
         ),
     )

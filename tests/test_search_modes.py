@@ -102,3 +102,58 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_trials(tiny_images: Path, tmp_p
     assert ends == ["errored", "interrupted", "interrupted", "parent"]
     best = CliRunner().invoke(main, ["best", "--storage", str(storage)])
     assert best.exit_code == 0, best.output
+
+
+def test_a_killed_trial_resumes_from_its_checkpoint(tiny_images: Path, tmp_path: Path) -> None:
+    import json
+    import threading
+
+    from skinsearch.spec import loads_spec
+    from skinsearch.tuner import RunOptions, run_search
+
+    spec = loads_spec(
+        f"name: resume\nmodel: mlp\ndata: {{path: {tiny_images}}}\n"
+        "train: {max_epochs: 150, patience: 1000, metric: val_loss}\nscheduler: none\n"
+        "params:\n  input_size: 16\n  hidden_sizes: [16]\n  lr: 0.0003\n"
+    )
+    storage = tmp_path / "r"
+    killed: list[int] = []
+
+    def kill_the_trial_worker() -> None:
+        # the worker's PID is in the trial's own results; kill exactly that process
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            for result_file in storage.glob("resume/trial_*/result.json"):
+                rows = [
+                    json.loads(line)
+                    for line in result_file.read_text().splitlines()
+                    if line.strip()
+                ]
+                if len(rows) >= 10:
+                    os.kill(rows[-1]["pid"], signal.SIGKILL)
+                    killed.append(rows[-1]["pid"])
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_the_trial_worker)
+    killer.start()
+    outcome = run_search(
+        spec,
+        RunOptions(storage=storage, name="resume", cpus=2, max_failures=1),
+        echo=lambda _: None,
+    )
+    killer.join()
+
+    assert killed, "the trial finished before it could be killed"
+    (record,) = outcome.trials.values()
+    assert record.end == "completed" and record.epochs == 150
+    rows = [
+        json.loads(line)
+        for line in next(storage.glob("resume/trial_*/result.json")).read_text().splitlines()
+    ]
+    last = rows[-1]
+    assert last["pid"] != killed[0]  # a new worker finished it
+    assert (
+        last["iterations_since_restore"] < last["training_iteration"] == 150
+    )  # resumed, not restarted
+    (child,) = [r for r in runs_of(storage, "resume") if "mlflow.parentRunId" in r.data.tags]
+    assert child.info.status == "FINISHED" and child.data.tags["skinsearch.end"] == "completed"
