@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,12 +60,6 @@ def tracking_callback(tracker: SearchTracker, fixed: dict[str, Any]) -> Any:
             tracker.log_epoch(trial.trial_id, metrics)
 
         @_guarded
-        def on_checkpoint(
-            self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any
-        ) -> None:
-            tracker.add_checkpoint(trial.trial_id, checkpoint.path)
-
-        @_guarded
         def on_trial_complete(
             self, iteration: int, trials: list[Any], trial: Any, **info: Any
         ) -> None:
@@ -93,8 +88,6 @@ def progress_callback(
     metric: str, mode: str, echo: Callable[[str], None], every_s: float = 15.0
 ) -> Any:
     """A compact progress table every ``every_s`` seconds: counts, best so far, running trials."""
-    import time
-
     from ray.tune import Callback
 
     class ProgressCallback(Callback):

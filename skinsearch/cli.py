@@ -148,11 +148,9 @@ def run(
     from skinsearch import space
     from skinsearch.spec import load_spec
     from skinsearch.summary import summary_lines
-    from skinsearch.tuner import RunOptions, check_address, run_search
+    from skinsearch.tuner import RunOptions, run_search
 
     spec = _with_overrides(load_spec(file), data_path, max_epochs)
-    if address is not None:
-        check_address(address)
     space.check_space(spec, str(file))
     storage = _writable_storage(storage)
     options = RunOptions(
@@ -163,11 +161,6 @@ def run(
         address=address,
         mlflow_uri=mlflow_uri,
         max_trials=max_trials,
-    )
-    total = space.num_trials(spec)
-    planned = min(total, max_trials) if max_trials else total
-    click.echo(
-        f"search {options.name}: {planned} of {total} trials of {spec.model}; results in {storage / options.name}"
     )
     outcome = run_search(spec, options, echo=click.echo)
     for line in summary_lines(spec, outcome):
@@ -212,8 +205,9 @@ def best(
     mlflow_uri: str | None,
 ) -> None:
     """Show the best trial of a search by its best epoch, and optionally export it."""
+    from skinsearch.checkpoints import best_checkpoint
     from skinsearch.results import (
-        best_checkpoint,
+        check_export_dir,
         epoch_metrics,
         export_bundle,
         find_best,
@@ -221,10 +215,9 @@ def best(
     )
 
     mode = mode or ("min" if metric.endswith("_loss") else "max")
-    if export_dir is not None and not force and export_dir.is_dir() and any(export_dir.iterdir()):
-        raise SkinsearchError(
-            f"--export: {export_dir.resolve()} is not empty; choose another folder or pass --force"
-        )
+    if export_dir is not None:
+        export_dir = export_dir.expanduser().resolve()
+        check_export_dir(export_dir, force)  # before any work
     experiment_dir = find_search(storage.expanduser().resolve(), name)
     result = find_best(experiment_dir, metric, mode, mlflow_uri)
     score = result.score
@@ -234,7 +227,12 @@ def best(
     if result.note:
         click.echo(f"note: {result.note}using Tune's results")
     click.echo(f"trial {score.trial_id}, epoch {score.epoch}: {metric} = {score.value:.4f}")
-    checkpoint, state, note = best_checkpoint(score.trial_dir, metric, mode, score.epoch)
+    found = best_checkpoint(score.trial_dir, metric, mode, score.epoch)
+    if found is None:
+        raise SkinsearchError(
+            f"trial folder {score.trial_dir} has no checkpoint; it may have failed in its first epoch"
+        )
+    checkpoint, state, note = found
     metrics = epoch_metrics(score) or state["metrics"]
     click.echo(
         "metrics: "
@@ -248,8 +246,8 @@ def best(
     if note:
         click.echo(f"note: {note}")
     if export_dir is not None:
-        path = export_bundle(checkpoint, result, export_dir.expanduser().resolve(), force)
-        click.echo(f"exported to {path}   (try: skinsearch predict {export_dir} IMAGE...)")
+        path = export_bundle(checkpoint, state, result, export_dir, force)
+        click.echo(f"exported to {path}   (try: skinsearch predict {path} IMAGE...)")
 
 
 @main.command()

@@ -35,8 +35,8 @@ def check_address(address: str) -> None:
 
 def start_ray(
     address: str | None, cpus: int | None, gpus: int | None, spec: SearchSpec, echo: Echo
-) -> str:
-    """Start (or join) Ray, print what it has, and return the dashboard URL (empty if none)."""
+) -> None:
+    """Start (or join) Ray and print what it has, with the dashboard's address."""
     import ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
@@ -69,7 +69,6 @@ def start_ray(
     )
     if spec.resources.gpus_per_trial and not resources.get("GPU"):
         echo("no GPU in this Ray cluster: trials run on CPUs (resources.gpus_per_trial is ignored)")
-    return url
 
 
 def _unschedulable(spec: SearchSpec, resources: dict[str, float]) -> str:

@@ -18,14 +18,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from skinsearch.checkpoints import write_evaluation
 from skinsearch.errors import ResultsError
-from skinsearch.tracking import (
-    SEARCH_TAG,
-    TRIAL_DIR_TAG,
-    TRIAL_TAG,
-    default_tracking_uri,
-    write_reports,
-)
+from skinsearch.tracking import SEARCH_TAG, TRIAL_DIR_TAG, TRIAL_TAG, default_tracking_uri
 
 BUNDLE_FILES = ("config.yaml", "model_state.pt")
 
@@ -38,7 +33,6 @@ class TrialScore:
     trial_dir: Path
     value: float
     epoch: int
-    end: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
 
 
@@ -107,54 +101,28 @@ def find_best(
     return BestTrial(search, metric, mode, best, source, len(scores), note)
 
 
-def best_checkpoint(
-    trial_dir: Path, metric: str, mode: str, epoch: int
-) -> tuple[Path, dict[str, Any], str]:
-    """The checkpoint of ``epoch`` if it was kept, else the kept one scoring best on ``metric``.
-
-    Returns:
-        The checkpoint folder, its ``state.json``, and a note when it is not the requested epoch.
-    """
-    states = []
-    for folder in sorted(trial_dir.glob("checkpoint_*")):
-        state_file = folder / "state.json"
-        if state_file.exists():
-            states.append((folder, json.loads(state_file.read_text())))
-    if not states:
+def check_export_dir(export_dir: Path, force: bool) -> None:
+    """Refuse to export into a folder that holds anything, unless ``force``."""
+    if not force and export_dir.is_dir() and any(export_dir.iterdir()):
         raise ResultsError(
-            f"trial folder {trial_dir} has no checkpoint; it may have failed in its first epoch"
+            f"--export: {export_dir} is not empty; choose another folder or pass --force"
         )
-    for folder, state in states:
-        if state["epoch"] == epoch:
-            return folder, state, ""
-    sign = 1.0 if mode == "max" else -1.0
-    folder, state = max(states, key=lambda fs: sign * _num(fs[1]["metrics"].get(metric), sign))
-    return (
-        folder,
-        state,
-        (
-            f"epoch {epoch} was not checkpointed (checkpoints follow the search's metric); "
-            f"exporting epoch {state['epoch']}, the best kept one by {metric}"
-        ),
-    )
 
 
-def export_bundle(checkpoint: Path, best: BestTrial, export_dir: Path, force: bool = False) -> Path:
-    """Write a self-contained bundle of a checkpoint: weights (state_dict and TorchScript),
-    resolved config, metrics, class names, preprocessing, confusion matrix and report."""
+def export_bundle(
+    checkpoint: Path, state: dict[str, Any], best: BestTrial, export_dir: Path, force: bool = False
+) -> Path:
+    """Write a self-contained bundle of a checkpoint (``state`` is its ``state.json``): weights
+    (state_dict and TorchScript), resolved config, metrics, class names, preprocessing,
+    confusion matrix and report."""
     import torch
 
     from skinsearch.hparams import HParams
     from skinsearch.models import build_model
-    from skinsearch.plots import save_confusion_png
 
-    if export_dir.exists() and any(export_dir.iterdir()):
-        if not force:
-            raise ResultsError(
-                f"export folder {export_dir} is not empty; choose another or pass --force"
-            )
+    check_export_dir(export_dir, force)
+    if export_dir.exists():
         shutil.rmtree(export_dir)
-    state = json.loads((checkpoint / "state.json").read_text())
     hp = HParams.model_validate(state["hparams"])
     size = state["preprocessing"]["resize"][0]
     weights = torch.load(checkpoint / "model.pt", map_location="cpu", weights_only=True)
@@ -187,17 +155,9 @@ def export_bundle(checkpoint: Path, best: BestTrial, export_dir: Path, force: bo
         "spec": search_doc["spec"],
     }
     (export_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    (export_dir / "metrics.json").write_text(json.dumps(state["metrics"], indent=1))
     (export_dir / "classes.json").write_text(json.dumps(state["class_names"], indent=1))
     (export_dir / "preprocessing.json").write_text(json.dumps(state["preprocessing"], indent=1))
-    evaluation = state["evaluation"]
-    save_confusion_png(
-        evaluation["confusion"],
-        evaluation["class_names"],
-        str(export_dir / "confusion_matrix.png"),
-        f"{best.score.trial_id}, epoch {state['epoch']}",
-    )
-    write_reports(export_dir, evaluation)
+    write_evaluation(export_dir, state, f"{best.score.trial_id}, epoch {state['epoch']}")
     return export_dir
 
 
@@ -293,7 +253,6 @@ def _scores_from_mlflow(
                 Path(run.data.tags[TRIAL_DIR_TAG]),
                 top.value,
                 top.step,
-                run.data.tags.get("skinsearch.end", ""),
             )
         )
     return scores
@@ -342,11 +301,3 @@ def epoch_metrics(score: TrialScore) -> dict[str, float]:
                 if k.startswith(("val_", "train_")) and isinstance(v, int | float)
             }
     return {}
-
-
-def _num(value: Any, sign: float) -> float:
-    return (
-        float(value)
-        if isinstance(value, int | float) and math.isfinite(value)
-        else -math.inf * sign
-    )

@@ -23,11 +23,6 @@ from skinsearch.spec import Param, SearchSpec
 Config = dict[str, Any]
 
 
-def hparam_names(spec: SearchSpec) -> list[str]:
-    """The hyperparameters a trial of this spec takes, in ``HParams`` order (``seed`` last)."""
-    return model_hparam_names(spec.model)
-
-
 def model_hparam_names(model: str) -> list[str]:
     """The hyperparameters ``model`` takes, in ``HParams`` order (``seed`` last)."""
     allowed = COMMON_HPARAMS | model_hparams(model)
@@ -37,7 +32,7 @@ def model_hparam_names(model: str) -> list[str]:
 def domains(spec: SearchSpec) -> dict[str, Param]:
     """Every hyperparameter's domain: the spec's, or a fixed default for the ones it leaves out."""
     out = {}
-    for name in hparam_names(spec):
+    for name in model_hparam_names(spec.model):
         if name == "seed":
             continue
         out[name] = spec.params.get(name) or Param(kind="fixed", values=(default_of(name),))

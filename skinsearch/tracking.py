@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from skinsearch.checkpoints import best_checkpoint, write_evaluation
 from skinsearch.errors import SkinsearchError
-from skinsearch.plots import confusion_figure, save_confusion_png
+from skinsearch.plots import confusion_figure
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,6 @@ class TrialRecord:
     epochs: int = 0
     last: dict[str, float] = field(default_factory=dict)
     best: dict[str, float] = field(default_factory=dict)  # metrics of the best epoch
-    checkpoints: list[str] = field(default_factory=list)
     end: str | None = None
     error: str = ""
 
@@ -102,7 +102,7 @@ class SearchTracker:
 
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.tracking_uri, self.search, self.metric = tracking_uri, search, metric
-        self.sign = 1.0 if mode == "max" else -1.0
+        self.mode, self.sign = mode, (1.0 if mode == "max" else -1.0)
         self.experiment_id = self._experiment(experiment, artifact_root)
         self.parent_id = ""
         self.trials: dict[str, TrialRecord] = {}
@@ -155,11 +155,6 @@ class SearchTracker:
             self._log(
                 record.run_id, metrics={k: v for k, v in metrics.items() if k != "epoch"}, step=step
             )
-
-    def add_checkpoint(self, trial_id: str, path: str) -> None:
-        """Note a checkpoint folder of a trial (its ``state.json`` names its epoch)."""
-        if trial_id in self.trials:
-            self.trials[trial_id].checkpoints.append(path)
 
     def end_trial(self, trial_id: str, end: str, error: str = "") -> None:
         """Close a trial's run: summary metrics, best-epoch artifacts, how it ended."""
@@ -219,22 +214,13 @@ class SearchTracker:
         return max(scored, key=lambda item: self.sign * item[1])[0]
 
     def _log_best_artifacts(self, record: TrialRecord) -> None:
-        state = best_checkpoint_state(record.checkpoints, self.metric, self.sign)
-        if state is None:
+        found = best_checkpoint(Path(record.trial_dir), self.metric, self.mode)
+        if found is None:
             return
-        evaluation = state["evaluation"]
+        _, state, _ = found
         with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            title = f"{record.name}, epoch {state['epoch']}"
-            save_confusion_png(
-                evaluation["confusion"],
-                evaluation["class_names"],
-                str(folder / "confusion_matrix.png"),
-                title,
-            )
-            write_reports(folder, evaluation)
-            (folder / "best_epoch_metrics.json").write_text(json.dumps(state["metrics"], indent=1))
-            self.client.log_artifacts(record.run_id, str(folder), artifact_path="best_epoch")
+            write_evaluation(Path(tmp), state, f"{record.name}, epoch {state['epoch']}")
+            self.client.log_artifacts(record.run_id, tmp, artifact_path="best_epoch")
 
     def _experiment(self, name: str, artifact_root: Path | None) -> str:
         existing = self.client.get_experiment_by_name(name)
@@ -262,30 +248,6 @@ class SearchTracker:
             ],
             params=[Param(k, _param_text(v)) for k, v in (params or {}).items()],
         )
-
-
-def best_checkpoint_state(folders: list[str], metric: str, sign: float) -> dict[str, Any] | None:
-    """The ``state.json`` of the checkpoint whose epoch scored best on ``metric``."""
-    best, best_score = None, -math.inf
-    for folder in folders:
-        path = Path(folder) / "state.json"
-        if not path.exists():
-            continue  # Tune removed it in favour of a better one
-        state = json.loads(path.read_text())
-        score = state["metrics"].get(metric)
-        if _finite(score) and sign * score > best_score:
-            best, best_score = state, sign * score
-    return best
-
-
-def write_reports(folder: Path, evaluation: dict[str, Any]) -> None:
-    """``classification_report.txt`` and ``.json`` for a stored evaluation."""
-    from skinsearch.metrics import Evaluation
-
-    fields: dict[str, Any] = {k: (math.nan if v is None else v) for k, v in evaluation.items()}
-    ev = Evaluation(**fields)
-    (folder / "classification_report.txt").write_text(ev.report_text())
-    (folder / "classification_report.json").write_text(json.dumps(ev.report(), indent=1))
 
 
 class TrialBoard:

@@ -63,8 +63,7 @@ def run_trial(config: dict[str, Any], *, context: TrialContext) -> None:
                 model=trainer.model if first else None,
                 val_images=data.x_val[: hp.batch_size] if first else None,
             )
-            metrics = _ordered(result.metrics, context.train.metric)
-            metrics["stop_reason"] = result.stop_reason or ""
+            metrics: dict[str, Any] = {**result.metrics, "stop_reason": result.stop_reason or ""}
             if result.improved or result.stop_reason:
                 with tempfile.TemporaryDirectory() as folder:
                     trainer.save(folder, result)
@@ -75,10 +74,3 @@ def run_trial(config: dict[str, Any], *, context: TrialContext) -> None:
                 return
     finally:
         board.close()
-
-
-def _ordered(metrics: dict[str, float], first: str) -> dict[str, Any]:
-    # Tune's progress table shows the first few metrics reported: lead with the ones users sort by
-    lead = [first, "val_acc", "val_balanced_acc", "val_loss", "train_loss"]
-    keys = list(dict.fromkeys([k for k in lead if k in metrics] + list(metrics)))
-    return {k: metrics[k] for k in keys}

@@ -58,7 +58,6 @@ class SearchOutcome:
     tracking_uri: str
     trials: dict[str, TrialRecord] = field(default_factory=dict)
     interrupted: bool = False
-    dashboard_url: str = ""
     planned: int = 0  # trials the search meant to run
 
 
@@ -71,6 +70,11 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
     if options.address is not None:
         check_address(options.address)
     configs = _configs(spec, options)
+    planned = len(configs) if configs is not None else _tpe_trials(spec, options)
+    echo(
+        f"search {options.name}: {planned} of {space.num_trials(spec)} trials of {spec.model}; "
+        f"results in {options.storage / options.name}"
+    )
     files = scan_dataset(_data_root(spec), spec.data.val_fraction, spec.search.seed)
     _check_metric(spec, files.class_names)
     echo(
@@ -84,12 +88,11 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
     )
     tracker = _tracker(spec, options, tracking_uri)  # an unusable MLflow fails here, before Ray
     experiment_dir = options.storage / options.name
-    planned = len(configs) if configs is not None else _tpe_trials(spec, options)
     outcome = SearchOutcome(experiment_dir, tracking_uri, planned=planned)
 
     import ray
 
-    outcome.dashboard_url = start_ray(options.address, options.cpus, options.gpus, spec, echo)
+    start_ray(options.address, options.cpus, options.gpus, spec, echo)
     try:
         sizes = space.input_sizes(spec)
         refs = {size: ray.put(d) for size, d in decode_dataset(files, sizes).items()}

@@ -49,7 +49,7 @@ def test_random_sampler_draws_grid_values_as_choices() -> None:
 
 def test_configs_hold_every_hyperparameter_of_the_model_only() -> None:
     config = space.expand(spec_of(GRID))[0]
-    assert set(config) == set(space.hparam_names(spec_of(GRID)))
+    assert set(config) == set(space.model_hparam_names("cnn"))
     assert "hidden_sizes" not in config and config["fc_size"] == 128
 
 

@@ -1,0 +1,78 @@
+"""Reading a trial's checkpoints after the fact, and writing a checkpoint's evaluation as files.
+
+``Trainer.save`` writes each checkpoint with a self-describing ``state.json``; tracking (the best
+epoch's MLflow artifacts) and export (the bundle) both read checkpoints through here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from skinsearch.metrics import Evaluation
+from skinsearch.plots import save_confusion_png
+from skinsearch.trainer import STATE_FILE
+
+Checkpoint = tuple[Path, dict[str, Any]]  # folder, its state.json
+
+
+def kept_checkpoints(trial_dir: Path) -> list[Checkpoint]:
+    """The checkpoints Tune kept for a trial, oldest first."""
+    found = []
+    for folder in sorted(trial_dir.glob("checkpoint_*")):
+        state_file = folder / STATE_FILE
+        if state_file.exists():
+            found.append((folder, json.loads(state_file.read_text())))
+    return found
+
+
+def best_checkpoint(
+    trial_dir: Path, metric: str, mode: str, epoch: int | None = None
+) -> tuple[Path, dict[str, Any], str] | None:
+    """The checkpoint of ``epoch`` if it was kept, else the kept one scoring best on ``metric``.
+
+    Returns:
+        The folder, its state, and a note when ``epoch`` was asked for but not kept; None when the
+        trial has no checkpoint.
+    """
+    kept = kept_checkpoints(trial_dir)
+    if not kept:
+        return None
+    for folder, state in kept:
+        if state["epoch"] == epoch:
+            return folder, state, ""
+    sign = 1.0 if mode == "max" else -1.0
+    folder, state = max(kept, key=lambda fs: _score(fs[1]["metrics"].get(metric), sign))
+    note = ""
+    if epoch is not None:
+        note = (
+            f"epoch {epoch} was not checkpointed (checkpoints follow the search's metric); "
+            f"exporting epoch {state['epoch']}, the best kept one by {metric}"
+        )
+    return folder, state, note
+
+
+def write_evaluation(folder: Path, state: dict[str, Any], title: str) -> None:
+    """``confusion_matrix.png``, ``classification_report.txt``/``.json`` and ``metrics.json``
+    for the epoch a checkpoint holds."""
+    evaluation = state["evaluation"]
+    save_confusion_png(
+        evaluation["confusion"],
+        evaluation["class_names"],
+        str(folder / "confusion_matrix.png"),
+        title,
+    )
+    fields: dict[str, Any] = {k: (math.nan if v is None else v) for k, v in evaluation.items()}
+    ev = Evaluation(**fields)
+    (folder / "classification_report.txt").write_text(ev.report_text())
+    (folder / "classification_report.json").write_text(json.dumps(ev.report(), indent=1))
+    (folder / "metrics.json").write_text(json.dumps(state["metrics"], indent=1))
+
+
+def _score(value: Any, sign: float) -> float:
+    # undefined metrics (NaN, stored as null) rank last
+    if isinstance(value, int | float) and math.isfinite(value):
+        return sign * float(value)
+    return -math.inf
