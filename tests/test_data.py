@@ -139,3 +139,13 @@ def test_channel_statistics_are_the_train_sets(tiny_images: Path) -> None:
     x = data.x_train.reshape(-1, 3) / 255.0
     assert data.mean == pytest.approx(x.mean(0), abs=1e-5)
     assert data.std == pytest.approx(x.std(0), abs=1e-5)
+
+
+def test_each_file_is_decoded_once_for_every_size(tiny_images: Path) -> None:
+    from skinsearch.data.decode import decode_count
+
+    files = scan_dataset(tiny_images)
+    before = decode_count()
+    data = decode_dataset(files, [16, 24, 32])
+    assert decode_count() - before == len(files.train) + len(files.val)
+    assert data[32].nbytes == (len(files.train) + len(files.val)) * 32 * 32 * 3

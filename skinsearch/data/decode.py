@@ -20,6 +20,7 @@ from skinsearch.errors import DataError
 
 log = logging.getLogger(__name__)
 RESAMPLE = Image.Resampling.BILINEAR  # antialiased when shrinking
+_decoded = 0  # image files read by this process; benchmarks print it
 
 
 @dataclass
@@ -34,6 +35,11 @@ class DecodedData:
     y_val: np.ndarray
     mean: list[float] = field(default_factory=list)  # per channel, on the [0, 1] scale, train set
     std: list[float] = field(default_factory=list)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of image data."""
+        return int(self.x_train.nbytes + self.x_val.nbytes)
 
     @property
     def preprocessing(self) -> dict[str, object]:
@@ -56,6 +62,8 @@ def load_image(path: str | Path, sizes: list[int]) -> list[np.ndarray]:
     Raises:
         OSError, ValueError, UnidentifiedImageError: when the file is not a readable image.
     """
+    global _decoded
+    _decoded += 1
     with Image.open(path) as opened:
         img: Image.Image = ImageOps.exif_transpose(opened)
         if img.mode in ("I", "I;16", "I;16B", "F"):  # 16-bit or float grayscale
@@ -67,6 +75,11 @@ def load_image(path: str | Path, sizes: list[int]) -> list[np.ndarray]:
         rgb = img.convert("RGB")
         rgb.load()
     return [np.asarray(rgb.resize((s, s), RESAMPLE), dtype=np.uint8) for s in sizes]
+
+
+def decode_count() -> int:
+    """How many image files this process has decoded (one per file per search, at every size)."""
+    return _decoded
 
 
 def decode_dataset(files: DatasetFiles, sizes: list[int]) -> dict[int, DecodedData]:
@@ -83,7 +96,8 @@ def decode_dataset(files: DatasetFiles, sizes: list[int]) -> dict[int, DecodedDa
     bad = [str(path) for (path, _), arrs in zip(items, decoded, strict=True) if arrs is None]
     if len(bad) == len(items):
         raise DataError(
-            f"data: none of the {len(items)} images under {files.root} could be read (first: {bad[0]})"
+            f"data: none of the {len(items)} images under {files.root} could be read (first: "
+            f"{bad[0]}); check that they are JPEG, PNG, BMP or WebP files"
         )
     if bad:
         shown = ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")

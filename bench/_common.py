@@ -1,0 +1,42 @@
+"""What both sides of the speed benchmark share: the sliced search space and the data constants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from skinsearch import space
+from skinsearch.data.decode import _channel_stats, load_image
+from skinsearch.data.folders import DatasetFiles
+from skinsearch.spec import SearchSpec, parse_spec
+
+
+def bench_spec(
+    path: Path,
+    data: Path,
+    input_size: int | None,
+    epochs: int | None,
+    trials: int | None,
+) -> tuple[SearchSpec, list[dict[str, Any]]]:
+    """The spec at ``path`` with its data, input size and epochs replaced, and the seeded pick of
+    ``trials`` of its configurations that both the baseline and skinsearch run."""
+    raw = yaml.safe_load(path.read_text())
+    raw["data"] = {**raw.get("data", {}), "path": str(data.resolve())}
+    if input_size is not None:
+        raw["params"]["input_size"] = input_size
+    if epochs is not None:
+        raw.setdefault("train", {})["max_epochs"] = epochs
+    spec = parse_spec(raw, str(path))
+    configs = space.expand(spec)
+    if trials is not None:
+        configs = space.pick(configs, trials, spec.search.seed)
+    return spec, configs
+
+
+def channel_stats(files: DatasetFiles, size: int) -> tuple[list[float], list[float]]:
+    """The train set's per-channel mean and std at ``size``, as skinsearch computes them."""
+    images = np.stack([load_image(path, [size])[0] for path, _ in files.train])
+    return _channel_stats(images)

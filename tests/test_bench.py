@@ -1,0 +1,71 @@
+"""The speed benchmark's own logic: the baseline trains and counts decodes, the overhead
+arithmetic is right. (The benchmark's figures come from running it; see docs/BENCHMARKS.md.)"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+from _common import bench_spec  # noqa: E402
+from search_speed import _overhead  # noqa: E402
+from seed_baseline import run_baseline  # noqa: E402
+
+SPACE = """
+name: tiny
+model: mlp
+data: {path: builtin:synthetic}
+train: {max_epochs: 5, patience: 1}
+search: {sampler: grid, num_samples: 3, seed: 0}
+params:
+  input_size: {grid: [16, 24]}
+  lr: {loguniform: [1.0e-3, 1.0e-2]}
+  hflip: 0.5
+  hidden_sizes: [32]
+"""
+
+
+def test_the_slice_replaces_data_size_and_epochs(tmp_path: Path, tiny_images: Path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(SPACE)
+    spec, configs = bench_spec(path, tiny_images, input_size=16, epochs=2, trials=2)
+    assert spec.train.max_epochs == 2
+    assert spec.data.path == str(tiny_images.resolve())
+    assert len(configs) == 2 and {c["input_size"] for c in configs} == {16}
+
+
+def test_baseline_decodes_every_image_every_epoch(tmp_path: Path, tiny_images: Path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(SPACE)
+    spec, configs = bench_spec(path, tiny_images, input_size=16, epochs=2, trials=2)
+    figures = run_baseline(spec, configs, workers=0, echo=lambda _: None)
+    n_train, n_val = 3 * 24, 3 * 8
+    assert figures["trial_epochs"] <= 4
+    assert figures["decodes"] == figures["trial_epochs"] * (n_train + n_val)
+    assert figures["train_images"] == figures["trial_epochs"] * n_train
+    assert 0.0 <= figures["best"] <= 1.0
+
+
+def _rows(start: float, fits: list[float], overhead_per_epoch: float) -> list[dict[str, float]]:
+    rows, now, fit_total = [], start, 0.0
+    for fit in fits:
+        took = fit + overhead_per_epoch
+        now += took
+        fit_total += fit
+        rows.append({"timestamp": now, "time_this_iter_s": took, "time_fit_s": fit_total})
+    return rows
+
+
+def test_overhead_counts_time_outside_training_and_slot_gaps() -> None:
+    # two slots; trial c starts 0.5 s after trial a frees its slot
+    a = _rows(0.0, [1.0, 1.0], 0.25)  # 0 .. 2.5
+    b = _rows(0.0, [1.0, 1.0, 1.0], 0.0)  # 0 .. 3.0
+    c = _rows(3.0, [1.0], 0.5)  # 3.0 .. 4.5
+    figures = _overhead([a, b, c], slots=2)
+    assert figures["in_trial_overhead_s_mean"] == pytest.approx((0.5 + 0.0 + 0.5) / 3)
+    assert figures["start_gap_s_mean"] == pytest.approx(0.5)
+    assert figures["overhead_s_per_trial"] == pytest.approx((1.0 + 0.5) / 3)
