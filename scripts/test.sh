@@ -8,8 +8,18 @@ PYTHON="${PYTHON:-python3}"
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -c constraints.txt -e ".[dev]"
 
-.venv/bin/ruff check skinsearch tests
-.venv/bin/ruff format --check skinsearch tests
+# docker-compose 1.29 for the compose file's config check, in its own environment (its PyYAML
+# 5.4.1 cannot share the main one and builds only with Cython < 3)
+if [ ! -x .compose-venv/bin/docker-compose ]; then
+    "$PYTHON" -m venv .compose-venv
+    .compose-venv/bin/python -m pip install --quiet "cython<3" wheel setuptools
+    .compose-venv/bin/python -m pip install --quiet --no-build-isolation "PyYAML==5.4.1"
+    .compose-venv/bin/python -m pip install --quiet -c scripts/compose-constraints.txt "docker-compose==1.29.2"
+fi
+export SKINSEARCH_DOCKER_COMPOSE="$PWD/.compose-venv/bin/docker-compose"
+
+.venv/bin/ruff check skinsearch tests bench
+.venv/bin/ruff format --check skinsearch tests bench
 .venv/bin/mypy
 
 status=0

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,19 +9,7 @@ from typing import Any
 
 from skinsearch import space
 from skinsearch.tracking import SearchTracker
-
-log = logging.getLogger(__name__)
-
-
-def _guarded(hook: Callable[..., None]) -> Callable[..., None]:
-    @functools.wraps(hook)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        try:
-            hook(*args, **kwargs)
-        except Exception as exc:  # a tracking failure must not stop the search
-            log.warning("MLflow tracking failed in %s: %s", hook.__name__, exc)
-
-    return wrapper
+from skinsearch.trials import logged_metrics
 
 
 def tracking_callback(tracker: SearchTracker, fixed: dict[str, Any]) -> Any:
@@ -36,37 +22,33 @@ def tracking_callback(tracker: SearchTracker, fixed: dict[str, Any]) -> Any:
     class TrackingCallback(Callback):
         """Forwards Tune's trial events to the MLflow tracker (on the driver).
 
-        A tracking failure is logged and the search goes on: Tune's own result files still
-        hold every metric, and ``best`` falls back on them.
+        The tracker records each event at once and writes to MLflow on its own thread: closing
+        a run uploads figures, and Tune's loop, which starts the next trial, must not wait.
         """
 
-        @_guarded
         def on_trial_start(
             self, iteration: int, trials: list[Any], trial: Any, **info: Any
         ) -> None:
             config = {**fixed, **space.decode_config(trial.config)}
             tracker.start_trial(trial.trial_id, str(trial), config, str(trial.path))
 
-        @_guarded
         def on_trial_result(
             self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
         ) -> None:
-            metrics = {
-                k: v
-                for k, v in result.items()
-                if (k.startswith(("train_", "val_")) or k == "epoch") and isinstance(v, int | float)
-            }
+            if result.get("stop_reason") == "errored":
+                return  # no epoch to log: the trial failed in it (on_trial_complete ends it)
+            metrics = logged_metrics(result)
             metrics["time_total_s"] = float(result.get("time_total_s", 0.0))
             tracker.log_epoch(trial.trial_id, metrics)
 
-        @_guarded
         def on_trial_complete(
             self, iteration: int, trials: list[Any], trial: Any, **info: Any
         ) -> None:
-            reason = (trial.last_result or {}).get("stop_reason") or "stopped_by_asha"
-            tracker.end_trial(trial.trial_id, "completed" if reason == "max_epochs" else reason)
+            last = trial.last_result or {}
+            reason = last.get("stop_reason") or "stopped_by_asha"
+            end = "completed" if reason == "max_epochs" else reason
+            tracker.end_trial(trial.trial_id, end, last.get("error", ""))
 
-        @_guarded
         def on_trial_error(
             self, iteration: int, trials: list[Any], trial: Any, **info: Any
         ) -> None:
@@ -106,6 +88,13 @@ def progress_callback(
             self, iteration: int, trials: list[Any], trial: Any, **info: Any
         ) -> None:
             echo(f"{trial} errored: {_error_text(trial)} (traceback: {trial.error_file})")
+
+        def on_trial_complete(
+            self, iteration: int, trials: list[Any], trial: Any, **info: Any
+        ) -> None:
+            last = trial.last_result or {}
+            if last.get("stop_reason") == "errored":
+                echo(f"{trial} errored: {last.get('error', 'unknown error')}")
 
         def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
             echo(progress_table(trials, metric, mode, time.monotonic() - self.started))

@@ -8,8 +8,10 @@ its traceback.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -131,6 +133,24 @@ def validate(file: Path) -> None:
     type=click.IntRange(min=1),
     help="Run only N of the configurations (a seeded pick).",
 )
+@click.option(
+    "--max-failures",
+    type=click.IntRange(min=0),
+    default=2,
+    show_default=True,
+    help="Restarts of a failed trial (a lost node or worker), each from its last checkpoint.",
+)
+@click.option(
+    "--dashboard-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Where a Ray started here serves its dashboard (another host exposes it: a warning says so).",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Carry on a stopped search (--name, default: the latest from FILE): finished trials are kept.",
+)
 @_user_errors
 def run(
     file: Path,
@@ -143,6 +163,9 @@ def run(
     data_path: str | None,
     max_epochs: int | None,
     max_trials: int | None,
+    max_failures: int,
+    dashboard_host: str,
+    resume: bool,
 ) -> None:
     """Run the search that FILE describes on Ray Tune."""
     from skinsearch import space
@@ -153,14 +176,21 @@ def run(
     spec = _with_overrides(load_spec(file), data_path, max_epochs)
     space.check_space(spec, str(file))
     storage = _writable_storage(storage)
+    if resume:
+        name, mlflow_uri, max_trials = _resumable(storage, name or spec.name, spec, file)
+    else:
+        name = _search_name(storage, name or spec.name, explicit=name is not None)
     options = RunOptions(
         storage=storage,
-        name=_search_name(storage, name or spec.name, explicit=name is not None),
+        name=name,
         cpus=cpus,
         gpus=_check_gpus(gpus, address),
         address=address,
         mlflow_uri=mlflow_uri,
         max_trials=max_trials,
+        max_failures=max_failures,
+        resume=resume,
+        dashboard_host=dashboard_host,
     )
     outcome = run_search(spec, options, echo=click.echo)
     for line in summary_lines(spec, outcome):
@@ -171,6 +201,57 @@ def run(
             err=True,
         )
         sys.exit(130)
+
+
+@main.command()
+@click.option("--name", help="Search name (default: the most recent under --storage).")
+@click.option(
+    "--storage", type=click.Path(path_type=Path), default=DEFAULT_STORAGE, show_default=True
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Folder for index.html and its figures (default: the search's report/).",
+)
+@click.option(
+    "--mlflow-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    help="MLflow tracking URI (default: the one the search used).",
+)
+@_user_errors
+def report(name: str | None, storage: Path, out: Path | None, mlflow_uri: str | None) -> None:
+    """Write an HTML report of a search (leaderboard, what each hyperparameter did, curves,
+    confusion matrix, importance, ASHA) and attach it to the search's MLflow run."""
+    from skinsearch.report import log_report, write_report
+    from skinsearch.results import find_search
+
+    folder = find_search(storage.resolve(), name)
+    page = write_report(folder, out.resolve() if out else None)
+    click.echo(f"report: {page}")
+    try:
+        run_id = log_report(folder, page.parent, mlflow_uri)
+        click.echo(f"logged to MLflow run {run_id} under report/")
+    except SkinsearchError as exc:
+        click.echo(f"not logged to MLflow: {exc}", err=True)
+
+
+@main.command("sync-mlflow")
+@click.option("--name", help="Search name (default: the most recent under --storage).")
+@click.option(
+    "--storage", type=click.Path(path_type=Path), default=DEFAULT_STORAGE, show_default=True
+)
+@click.option(
+    "--mlflow-uri",
+    envvar="MLFLOW_TRACKING_URI",
+    help="MLflow tracking URI (default: the one the search used).",
+)
+@_user_errors
+def sync_mlflow(name: str | None, storage: Path, mlflow_uri: str | None) -> None:
+    """Re-log a search's trials into MLflow from Tune's files (after the server was down)."""
+    from skinsearch.results import find_search
+    from skinsearch.sync import sync_search
+
+    sync_search(find_search(storage.resolve(), name), mlflow_uri, echo=click.echo)
 
 
 @main.command()
@@ -194,6 +275,20 @@ def run(
     envvar="MLFLOW_TRACKING_URI",
     help="MLflow tracking URI (default: SQLite under --storage).",
 )
+@click.option(
+    "--confirm",
+    "confirm_k",
+    type=click.IntRange(min=1),
+    help="Retrain the top K configurations with fresh seeds and choose on the mean.",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=2),
+    default=3,
+    show_default=True,
+    help="Seeds per configuration for --confirm.",
+)
+@click.option("--cpus", type=click.IntRange(min=1), help="CPUs Ray may use for --confirm.")
 @_user_errors
 def best(
     name: str | None,
@@ -203,8 +298,15 @@ def best(
     export_dir: Path | None,
     force: bool,
     mlflow_uri: str | None,
+    confirm_k: int | None,
+    seeds: int,
+    cpus: int | None,
 ) -> None:
-    """Show the best trial of a search by its best epoch, and optionally export it."""
+    """Show the best trial of a search by its best epoch, and optionally export it.
+
+    With --confirm K, retrain the top K configurations --seeds times each with fresh seeds
+    (a new search, <name>-confirm), print mean ± std of every metric, and choose the winner
+    on the mean; --export then writes the winner's run closest to that mean."""
     from skinsearch.checkpoints import best_checkpoint
     from skinsearch.results import (
         check_export_dir,
@@ -219,6 +321,11 @@ def best(
         export_dir = export_dir.expanduser().resolve()
         check_export_dir(export_dir, force)  # before any work
     experiment_dir = find_search(storage.expanduser().resolve(), name)
+    if confirm_k is not None:
+        _confirm_best(
+            experiment_dir, confirm_k, seeds, metric, mode, cpus, mlflow_uri, export_dir, force
+        )
+        return
     result = find_best(experiment_dir, metric, mode, mlflow_uri)
     score = result.score
     click.echo(
@@ -248,6 +355,92 @@ def best(
     if export_dir is not None:
         path = export_bundle(checkpoint, state, result, export_dir, force)
         click.echo(f"exported to {path}   (try: skinsearch predict {path} IMAGE...)")
+
+
+def _confirm_best(
+    experiment_dir: Path,
+    k: int,
+    seeds: int,
+    metric: str,
+    mode: str,
+    cpus: int | None,
+    mlflow_uri: str | None,
+    export_dir: Path | None,
+    force: bool,
+) -> None:
+    import yaml
+
+    from skinsearch import confirm
+    from skinsearch.checkpoints import best_checkpoint
+    from skinsearch.results import BestTrial, TrialScore, export_bundle
+    from skinsearch.tuner import RunOptions, run_search
+
+    saved = yaml.safe_load((experiment_dir / "search.yaml").read_text())
+    storage = experiment_dir.parent
+
+    def run(spec: Any, configs: list[dict[str, Any]], name: str) -> Path:
+        options = RunOptions(
+            storage=storage,
+            name=_search_name(storage, name, explicit=False),
+            cpus=cpus,
+            mlflow_uri=mlflow_uri or saved.get("tracking_uri"),
+            configs=configs,
+        )
+        outcome = run_search(spec, options, echo=click.echo)
+        if outcome.interrupted:
+            raise SkinsearchError("the confirmation was interrupted; nothing was chosen")
+        return outcome.experiment_dir
+
+    result = confirm.confirm(experiment_dir, k, seeds, metric, mode, run, echo=click.echo)
+    winner = result.candidates[0]
+    mean, std = winner.mean_std(metric)
+    searched = sorted(
+        {
+            n
+            for c in result.candidates
+            for n in c.config
+            if len({_key(d.config.get(n)) for d in result.candidates}) > 1
+        }
+    )
+    click.echo(f"\nconfirmed over {seeds} seeds each (mean ± std at each run's best epoch):")
+    for line in confirm.table(result, searched):
+        click.echo(line)
+    folder, row = result.representative
+    click.echo(
+        f"winner: the configuration of {winner.source_trial}, {metric} {mean:.4f} ± {std:.4f}; "
+        f"its run closest to the mean is {folder.name} ({metric} {row[metric]:.4f}, epoch {int(row['epoch'])})"
+    )
+    if export_dir is None:
+        return
+    found = best_checkpoint(folder, metric, mode, int(row["epoch"]))
+    if found is None:
+        raise SkinsearchError(f"{folder} has no checkpoint to export")
+    checkpoint, state, _ = found
+    best = BestTrial(
+        result.search,
+        metric,
+        mode,
+        TrialScore(folder.name, folder, row[metric], int(row["epoch"])),
+        "tune",
+        len(winner.runs),
+    )
+    protocol = {
+        "protocol": f"mean over {seeds} seeds of the top {k} configurations (best --confirm)",
+        "mean": mean,
+        "std": std,
+        "seeds": [
+            int(json.loads((f / "params.json").read_text()).get("seed", 0)) for f, _ in winner.runs
+        ],
+        "searched_in": saved["search"],
+        "confirmed_in": result.search,
+        "exported_run": "the winner's run closest to its mean",
+    }
+    path = export_bundle(checkpoint, state, best, export_dir, force, protocol)
+    click.echo(f"exported to {path}   (try: skinsearch predict {path} IMAGE...)")
+
+
+def _key(value: Any) -> str:
+    return repr(value)
 
 
 @main.command()
@@ -305,6 +498,7 @@ def _writable_storage(storage: Path) -> Path:
 
 
 def _search_name(storage: Path, name: str, explicit: bool) -> str:
+    _check_name(name)
     if not (storage / name).exists():
         return name
     if explicit:
@@ -315,6 +509,44 @@ def _search_name(storage: Path, name: str, explicit: bool) -> str:
     while (storage / f"{name}-{n}").exists():
         n += 1
     return f"{name}-{n}"
+
+
+def _resumable(
+    storage: Path, name: str, spec: Any, file: Path
+) -> tuple[str, str | None, int | None]:
+    """The search to resume (the given name, else the latest numbered from it), checked against
+    FILE; returns its name, tracking URI and planned trial count."""
+    import yaml
+
+    _check_name(name)
+    candidates = [name] + [f"{name}-{n}" for n in range(2, 1000)]
+    existing = [c for c in candidates if (storage / c / "search.yaml").is_file()]
+    if not existing:
+        raise SkinsearchError(
+            f"--resume: no search named {name!r} under {storage}; check --name and --storage"
+        )
+    found = existing[-1]
+    saved = yaml.safe_load((storage / found / "search.yaml").read_text())
+    if saved["spec"] != spec.to_yaml_dict():
+        differ = sorted(
+            k
+            for k in {**saved["spec"], **spec.to_yaml_dict()}
+            if saved["spec"].get(k) != spec.to_yaml_dict().get(k)
+        )
+        raise SkinsearchError(
+            f"--resume: {file} ({', '.join(differ)}) differs from the search {found!r} was started "
+            f"with; resume with the same file and options, or start a new search without --resume"
+        )
+    return found, saved.get("tracking_uri"), saved.get("trials")
+
+
+def _check_name(name: str) -> None:
+    # the name is a folder under --storage: nothing may be written outside it
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or len(name) > 100:
+        raise SkinsearchError(
+            f"--name: {name!r} is not a folder name (use letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit)"
+        )
 
 
 def _check_gpus(gpus: int | None, address: str | None) -> int | None:

@@ -33,10 +33,21 @@ def check_address(address: str) -> None:
         ) from None
 
 
+LOOPBACK = "127.0.0.1"
+
+
 def start_ray(
-    address: str | None, cpus: int | None, gpus: int | None, spec: SearchSpec, echo: Echo
+    address: str | None,
+    cpus: int | None,
+    gpus: int | None,
+    spec: SearchSpec,
+    echo: Echo,
+    dashboard_host: str = LOOPBACK,
 ) -> None:
-    """Start (or join) Ray and print what it has, with the dashboard's address."""
+    """Start (or join) Ray and print what it has, with the dashboard's address.
+
+    A Ray started here listens on loopback only; its dashboard on ``dashboard_host``.
+    """
     import ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
@@ -52,8 +63,8 @@ def start_ray(
             num_cpus=cpus,
             num_gpus=gpus,
             include_dashboard=True,
-            dashboard_host="127.0.0.1",
-            _node_ip_address="127.0.0.1",
+            dashboard_host=dashboard_host,
+            _node_ip_address=LOOPBACK,
             logging_level=logging.WARNING,
             log_to_driver=False,
         )
@@ -67,6 +78,12 @@ def start_ray(
         f"Ray: {resources.get('CPU', 0):g} CPUs, {resources.get('GPU', 0):g} GPUs"
         + (f"; dashboard {url} (token in ~/.ray/auth_token)" if url else "")
     )
+    if address is None and dashboard_host not in (LOOPBACK, "localhost"):
+        echo(
+            f"warning: the Ray dashboard listens on {dashboard_host}: anyone who can reach it "
+            "and has the token in ~/.ray/auth_token can see this machine's processes and run "
+            "code on it; keep it on 127.0.0.1 and use an SSH tunnel unless you mean this"
+        )
     if spec.resources.gpus_per_trial and not resources.get("GPU"):
         echo("no GPU in this Ray cluster: trials run on CPUs (resources.gpus_per_trial is ignored)")
 

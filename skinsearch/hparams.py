@@ -35,12 +35,15 @@ class HParams(BaseModel):
     momentum: float = Field(0.9, ge=0.0, lt=1.0)  # sgd only
     weight_decay: float = Field(0.0, ge=0.0)
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    schedule: Literal["constant", "cosine", "step"] = "constant"  # learning rate over epochs
+    warmup_epochs: int = Field(0, ge=0)  # linear ramp of the learning rate from lr/warmup
     # input and augmentation (probabilities per image)
     input_size: int = Field(64, ge=8, le=1024)  # images are resized to input_size x input_size
     hflip: Probability = 0.0
     vflip: Probability = 0.0
     rbcontrast: Probability = 0.0  # random brightness/contrast
     affine: Probability = 0.0  # shift-scale-rotate
+    colour: Probability = 0.0  # hue, saturation, brightness and contrast jitter
     # architecture
     batchnorm: bool = False
     init: Literal["default", "he", "xavier", "uniform"] = "default"
@@ -51,6 +54,7 @@ class HParams(BaseModel):
     )  # cnn, one conv block each
     kernel_size: int = Field(3, ge=1, le=15)  # cnn
     fc_size: PositiveInt = 128  # cnn
+    pooling: Literal["flatten", "gap"] = "flatten"  # cnn head: flatten, or global average pool
     # reproducibility: set per trial by the search, not searched
     seed: int = 0
 
@@ -58,7 +62,7 @@ class HParams(BaseModel):
 #: Hyperparameters every model takes.
 COMMON_HPARAMS = frozenset(
     {"lr", "batch_size", "optimizer", "momentum", "weight_decay", "dropout", "input_size"}
-    | {"hflip", "vflip", "rbcontrast", "affine"}
+    | {"schedule", "warmup_epochs", "hflip", "vflip", "rbcontrast", "affine", "colour"}
 )
 
 #: Hyperparameters that must take a discrete set of values, with the reason.

@@ -110,11 +110,17 @@ def check_export_dir(export_dir: Path, force: bool) -> None:
 
 
 def export_bundle(
-    checkpoint: Path, state: dict[str, Any], best: BestTrial, export_dir: Path, force: bool = False
+    checkpoint: Path,
+    state: dict[str, Any],
+    best: BestTrial,
+    export_dir: Path,
+    force: bool = False,
+    protocol: dict[str, Any] | None = None,
 ) -> Path:
     """Write a self-contained bundle of a checkpoint (``state`` is its ``state.json``): weights
     (state_dict and TorchScript), resolved config, metrics, class names, preprocessing,
-    confusion matrix and report."""
+    confusion matrix and report. ``protocol`` says how the model was chosen (default: the best
+    epoch of a single run)."""
     import torch
 
     from skinsearch.hparams import HParams
@@ -151,6 +157,7 @@ def export_bundle(
             "mode": best.mode,
             "protocol": "best epoch of a single run",
             "source": best.source,
+            **(protocol or {}),
         },
         "spec": search_doc["spec"],
     }
@@ -182,6 +189,7 @@ def predict(bundle: Path, images: list[Path]) -> list[Prediction]:
     from skinsearch.data import load_image
     from skinsearch.hparams import HParams
     from skinsearch.models import build_model
+    from skinsearch.trainer import tta_proba
 
     missing = [f for f in BUNDLE_FILES if not (bundle / f).is_file()]
     if missing:
@@ -212,7 +220,8 @@ def predict(bundle: Path, images: list[Path]) -> list[Prediction]:
     mean = torch.tensor(prep["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(prep["std"]).view(1, 3, 1, 1)
     with torch.inference_mode():
-        probs = torch.softmax(model((batch - mean) / std), 1).numpy()
+        tta = bool(config.get("spec", {}).get("train", {}).get("tta", False))
+        probs = tta_proba(model, (batch - mean) / std, tta).numpy()
     names = config["class_names"]
     return [
         Prediction(

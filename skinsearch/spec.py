@@ -70,6 +70,7 @@ class TrainSpec(BaseModel):
     mode: Literal["max", "min"] | None = None  # default: min for *_loss, else max
     class_weights: Literal["none", "balanced"] = "none"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    tta: bool = False  # evaluate on the mean of the image and its horizontal and vertical flips
 
     @field_validator("metric")
     @classmethod
@@ -278,7 +279,8 @@ def _parse_param(name: str, value: Any, where: str, problems: list[str]) -> Para
     if kind in ("fixed", "grid", "choice"):
         if not isinstance(body, list) or not body:
             problems.append(
-                f"{where_kind}: must be a non-empty list of values, got {kind_of(body)}"
+                f"{where_kind}: must be a non-empty list of values, got "
+                + ("an empty list" if body == [] else kind_of(body))
             )
             return None
         for i, item in enumerate(body):

@@ -40,6 +40,13 @@ def summary_lines(spec: SearchSpec, outcome: SearchOutcome) -> list[str]:
     for t in outcome.trials.values():
         if t.end == "errored":
             lines.append(f"errored: {t.name}: {t.error}")
+    if outcome.unlogged:
+        lines.append(
+            f"MLflow: {len(outcome.unlogged)} tracking call(s) failed (first: {outcome.unlogged[0][:160]}). "
+            "Tune's files hold every result; when the server is back, re-log them with: "
+            f"skinsearch sync-mlflow --storage {outcome.experiment_dir.parent} "
+            f"--name {outcome.experiment_dir.name}"
+        )
     lines.append("")
     lines.append(f"results:     {outcome.experiment_dir}")
     lines.append(

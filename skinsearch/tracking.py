@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ import numpy as np
 
 from skinsearch.checkpoints import best_checkpoint, write_evaluation
 from skinsearch.errors import SkinsearchError
-from skinsearch.plots import confusion_figure
+from skinsearch.plots import confusion_image
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +37,8 @@ END_STATUS = {
     "errored": "FAILED",
     "interrupted": "KILLED",
 }
+RETRY_DELAYS_S = (2.0, 5.0, 10.0)  # between attempts of a failed tracking call
+PROBE_EVERY_S = 5.0  # while MLflow is unreachable, calls in between are recorded, not tried
 SEARCH_TAG = "skinsearch.search"
 TRIAL_TAG = "skinsearch.trial_id"
 END_TAG = "skinsearch.end"
@@ -76,6 +81,7 @@ class TrialRecord:
     best: dict[str, float] = field(default_factory=dict)  # metrics of the best epoch
     end: str | None = None
     error: str = ""
+    closed: bool = False  # its MLflow run was ended
 
 
 class SearchTracker:
@@ -100,12 +106,79 @@ class SearchTracker:
     ) -> None:
         from mlflow.tracking import MlflowClient
 
+        # MLflow's HTTP client retries a refused connection for minutes per call; ``_io``
+        # retries skinsearch's calls itself and keeps going
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        # and urllib3 would log each of those retries; one warning from ``_io`` says it instead
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.tracking_uri, self.search, self.metric = tracking_uri, search, metric
         self.mode, self.sign = mode, (1.0 if mode == "max" else -1.0)
         self.experiment_id = self._experiment(experiment, artifact_root)
         self.parent_id = ""
         self.trials: dict[str, TrialRecord] = {}
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skinsearch-mlflow")
+        self._unreachable = False
+        self._last_try = 0.0
+        self.unlogged: list[str] = []  # tracking calls that failed for good, for the summary
+
+    def _io(self, call: Callable[..., None], *args: Any) -> None:
+        """Run ``call(*args)`` on the tracker's thread, after every call deferred before it.
+
+        Every MLflow write goes through here, so that a slow write never holds up Tune's loop,
+        which calls this tracker from its callbacks; the tracker's own records are updated at
+        once, whatever MLflow does. A failing call is retried (``RETRY_DELAYS_S``); one that still
+        fails is recorded in ``unlogged`` and the search goes on: Tune's own files hold every
+        result, ``best`` falls back on them, and ``skinsearch sync-mlflow`` re-logs them. While
+        MLflow stays unreachable, later calls are tried once, so the queue does not stall.
+        """
+
+        what = f"{call.__name__.strip('_')} {args[0]}"
+
+        def guarded() -> None:
+            if self._unreachable and time.monotonic() - self._last_try < PROBE_EVERY_S:
+                self.unlogged.append(f"{what}: MLflow unreachable")
+                return
+            self._last_try = time.monotonic()
+            delays = () if self._unreachable else RETRY_DELAYS_S
+            for delay in (*delays, None):
+                try:
+                    call(*args)
+                except Exception as exc:
+                    if delay is not None:
+                        time.sleep(delay)
+                        continue
+                    if not self._unreachable:
+                        log.warning(
+                            "MLflow at %s failed (%s); the search goes on and Tune's files keep "
+                            "every result; retrying every %gs",
+                            self.tracking_uri,
+                            _first_line(exc),
+                            PROBE_EVERY_S,
+                        )
+                    self._unreachable = True
+                    self.unlogged.append(f"{what}: {_first_line(exc)}")
+                    return
+                if self._unreachable:
+                    log.warning("MLflow at %s answers again", self.tracking_uri)
+                self._unreachable = False
+                return
+
+        self._thread.submit(guarded)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks (and so this tracker) with the experiment state
+        return {k: v for k, v in self.__dict__.items() if k != "_thread"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skinsearch-mlflow")
+
+    def wait(self) -> None:
+        """Wait for every deferred call to finish."""
+        self._thread.shutdown(wait=True)
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skinsearch-mlflow")
 
     def start_search(self, params: dict[str, Any], tags: dict[str, str]) -> str:
         """Open the parent run and log the search's settings."""
@@ -116,32 +189,69 @@ class SearchTracker:
         self._log(self.parent_id, params=params)
         return self.parent_id
 
+    def resume_search(self, read_trial: Callable[[str], TrialRecord | None]) -> str:
+        """Reopen this search's parent run and adopt its child runs, so that a resumed search
+        logs into the same runs and creates none twice.
+
+        ``read_trial(trial_dir)`` rebuilds a trial's record (config, epochs, metrics) from Tune's
+        files. Trials that had not ended are reopened; the others keep how they ended.
+
+        Raises:
+            SkinsearchError: when MLflow holds no parent run of this search.
+        """
+        parent_id = self.find_parent()
+        if parent_id is None:
+            raise SkinsearchError(
+                f"MLflow at {self.tracking_uri} has no run of search {self.search!r}; "
+                "run without --resume to start a new search"
+            )
+        self.parent_id = parent_id
+        self.client.update_run(self.parent_id, status="RUNNING")
+        children = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{self.parent_id}'",
+            max_results=10_000,
+        )
+        for run in children:
+            tags = run.data.tags
+            record = read_trial(tags.get(TRIAL_DIR_TAG, ""))
+            if record is None or TRIAL_TAG not in tags:
+                continue
+            record.run_id = run.info.run_id
+            end = tags.get(END_TAG)
+            record.end = None if end in (None, "interrupted") else end
+            record.closed = record.end is not None
+            record.error = tags.get("skinsearch.error", "")
+            if record.end is None:
+                self.client.update_run(record.run_id, status="RUNNING")
+            self.trials[tags[TRIAL_TAG]] = record
+        return self.parent_id
+
+    def find_parent(self) -> str | None:
+        """The id of this search's parent run, if MLflow has one."""
+        parents = [
+            run
+            for run in self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{SEARCH_TAG}` = '{self.search}' and attributes.run_name = '{self.search}'",
+            )
+            if "mlflow.parentRunId" not in run.data.tags
+        ]
+        return parents[0].info.run_id if parents else None
+
     def log_search_file(self, path: Path) -> None:
         """Attach a file (the resolved spec) to the parent run."""
         self.client.log_artifact(self.parent_id, str(path))
 
     def start_trial(self, trial_id: str, name: str, config: dict[str, Any], trial_dir: str) -> None:
-        """Open a trial's child run (once: a restarted trial keeps its run)."""
-        if trial_id in self.trials:
-            return
-        # the trial is recorded before MLflow is asked, so a tracking failure cannot hide it
-        record = TrialRecord("", name, dict(config), trial_dir)
-        self.trials[trial_id] = record
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=name,
-            tags={
-                "mlflow.parentRunId": self.parent_id,
-                SEARCH_TAG: self.search,
-                TRIAL_TAG: trial_id,
-                TRIAL_DIR_TAG: trial_dir,
-            },
-        )
-        record.run_id = run.info.run_id
-        self._log(record.run_id, params=config)
+        """Record a trial and open its child run (once: a restarted trial keeps its run)."""
+        if trial_id not in self.trials:
+            # the trial is recorded before MLflow is asked, so a tracking failure cannot hide it
+            self.trials[trial_id] = TrialRecord("", name, dict(config), trial_dir)
+        self._io(self._open_run, trial_id)
 
     def log_epoch(self, trial_id: str, metrics: dict[str, float]) -> None:
-        """Log one epoch's metrics (``metrics["epoch"]`` is the step)."""
+        """Record one epoch's metrics and log them (``metrics["epoch"]`` is the step)."""
         record = self.trials[trial_id]
         step = int(metrics["epoch"])
         record.epochs = max(record.epochs, step)
@@ -151,20 +261,44 @@ class SearchTracker:
             self.metric, -math.inf * self.sign
         ):
             record.best = dict(metrics)
-        if record.run_id:
-            self._log(
-                record.run_id, metrics={k: v for k, v in metrics.items() if k != "epoch"}, step=step
-            )
+        logged = {k: v for k, v in metrics.items() if k != "epoch"}
+        self._io(self._log_trial, trial_id, logged, step)
 
     def end_trial(self, trial_id: str, end: str, error: str = "") -> None:
-        """Close a trial's run: summary metrics, best-epoch artifacts, how it ended."""
+        """Record how a trial ended and close its run: summary metrics, best-epoch artifacts."""
         record = self.trials.get(trial_id)
-        if record is None or record.end is not None:
+        if record is None or record.closed:
             return
-        record.end, record.error = end, error
-        run_id = record.run_id
-        if not run_id:  # MLflow never opened this trial's run
+        if record.end is None:
+            record.end, record.error = end, error
+        self._io(self._close_run, trial_id)
+
+    def _open_run(self, trial_id: str) -> None:
+        record = self.trials[trial_id]
+        if record.run_id:
             return
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=record.name,
+            tags={
+                "mlflow.parentRunId": self.parent_id,
+                SEARCH_TAG: self.search,
+                TRIAL_TAG: trial_id,
+                TRIAL_DIR_TAG: record.trial_dir,
+            },
+        )
+        record.run_id = run.info.run_id
+        self._log(record.run_id, params=record.config)
+
+    def _log_trial(self, trial_id: str, metrics: dict[str, float], step: int) -> None:
+        run_id = self._run_of(trial_id)
+        self._log(run_id, metrics=metrics, step=step)
+
+    def _close_run(self, trial_id: str) -> None:
+        record = self.trials[trial_id]
+        if record.closed:
+            return
+        run_id, end = self._run_of(trial_id), record.end or "interrupted"
         try:
             if record.best:
                 summary = {f"best_{k}": v for k, v in record.best.items() if k != "epoch"}
@@ -172,25 +306,40 @@ class SearchTracker:
                 self._log(run_id, metrics=summary)
             self._log_best_artifacts(record)
             tags = {END_TAG: end}
-            if error:
-                tags["skinsearch.error"] = error[:5000]
+            if record.error:
+                tags["skinsearch.error"] = record.error[:5000]
             for key, value in tags.items():
                 self.client.set_tag(run_id, key, value)
         finally:
             self.client.set_terminated(run_id, status=END_STATUS[end])
+            record.closed = True
+
+    def _run_of(self, trial_id: str) -> str:
+        run_id = self.trials[trial_id].run_id
+        if not run_id:  # its run could not be opened (MLflow was down): a failure to report
+            raise ConnectionError("the trial's MLflow run was never opened")
+        return run_id
 
     def finish(self, interrupted: bool) -> None:
-        """End every run still open: unfinished trials as interrupted, then the parent."""
+        """End every run still open: unfinished trials as interrupted, then the parent.
+
+        Never raises for MLflow: what could not be logged is added to ``unlogged``.
+        """
+        self.wait()
         for trial_id, record in self.trials.items():
-            if record.end is None:
+            if record.end is None or not record.closed:
                 try:
-                    self.end_trial(trial_id, "interrupted")
-                except Exception:  # one bad run must not leave the others RUNNING
-                    log.exception("could not close the MLflow run of trial %s", trial_id)
-                    if record.run_id:
-                        self.client.set_terminated(record.run_id, status="KILLED")
+                    self.end_trial(trial_id, record.end or "interrupted")
+                except Exception as exc:  # one bad run must not leave the others RUNNING
+                    self.unlogged.append(f"end_trial {trial_id}: {_first_line(exc)}")
         if not self.parent_id:
             return
+        try:
+            self._close_parent(interrupted)
+        except Exception as exc:
+            self.unlogged.append(f"finish {self.search}: {_first_line(exc)}")
+
+    def _close_parent(self, interrupted: bool) -> None:
         ended = [r.end for r in self.trials.values()]
         counts = {end: ended.count(end) for end in END_STATUS}
         self._log(self.parent_id, metrics={f"trials_{k}": float(v) for k, v in counts.items()})
@@ -251,12 +400,16 @@ class SearchTracker:
 
 
 class TrialBoard:
-    """TensorBoard events for one trial: scalars, images, report, confusion matrix, histograms."""
+    """TensorBoard events for one trial: scalars every epoch; the first epoch's inputs and
+    weights; at every improvement the classification report, the confusion matrix as a table
+    and as a heatmap image (drawn in NumPy: a Matplotlib figure cost more than a small model's
+    epoch)."""
 
     def __init__(self, logdir: str | Path) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.writer = SummaryWriter(str(logdir))
+        # flushed every few seconds and at close, not every epoch (small models' epochs are short)
+        self.writer = SummaryWriter(str(logdir), flush_secs=5)
 
     def log_epoch(
         self,
@@ -279,16 +432,30 @@ class TrialBoard:
         if improved:
             text = "    " + evaluation.report_text().replace("\n", "\n    ")  # markdown code block
             self.writer.add_text("classification_report", text, epoch)
-            self.writer.add_figure(
-                "confusion_matrix",
-                confusion_figure(evaluation.confusion, evaluation.class_names, f"epoch {epoch}"),
-                epoch,
+            self.writer.add_text("confusion_matrix_table", _markdown_confusion(evaluation), epoch)
+            self.writer.add_image(
+                "confusion_matrix", confusion_image(evaluation.confusion), epoch, dataformats="HWC"
             )
-        self.writer.flush()
 
     def close(self) -> None:
         """Flush and close the event file."""
         self.writer.close()
+
+
+def _markdown_confusion(evaluation: Any) -> str:
+    names = evaluation.class_names
+    head = "| true \\ predicted | " + " | ".join(names) + " |"
+    rule = "|---" * (len(names) + 1) + "|"
+    rows = [
+        f"| {name} | " + " | ".join(str(c) for c in row) + " |"
+        for name, row in zip(names, evaluation.confusion, strict=True)
+    ]
+    return "\n".join([head, rule, *rows])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else exc.__class__.__name__)[:300]
 
 
 def _finite(value: Any) -> bool:

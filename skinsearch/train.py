@@ -8,7 +8,9 @@ improvement, uses the GPU Ray gave it, and limits torch to its share of CPUs.
 from __future__ import annotations
 
 import math
+import resource
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,23 +49,39 @@ def run_trial(config: dict[str, Any], *, context: TrialContext) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
-            trainer.load(folder)
+            saved = trainer.load(folder)
+        if trainer.stop_reason():  # it had ended, but the driver died before it heard
+            tune.report({**saved, "stop_reason": trainer.stop_reason()})
+            return
 
     trial_name = tune.get_context().get_trial_name()
     board = TrialBoard(Path(context.tensorboard_dir) / trial_name)
+    fit_seconds = 0.0  # inside fit_epoch: what the trial is for; the rest is overhead
     try:
         while True:
-            result = trainer.fit_epoch()
-            first = result.epoch == 1
+            started = time.perf_counter()
+            try:
+                result = trainer.fit_epoch()
+            except DETERMINISTIC_FAILURES as exc:
+                # The same seed and data fail the same way again: end the trial as errored
+                # instead of raising, which Tune would retry (--max-failures) behind other trials.
+                tune.report({"epoch": float(trainer.epoch), **failure(exc, hp)})
+                return
+            fit_seconds += time.perf_counter() - started
             board.log_epoch(
                 result.epoch,
                 result.metrics,
                 result.improved,
                 result.evaluation,
-                model=trainer.model if first else None,
-                val_images=data.x_val[: hp.batch_size] if first else None,
+                model=trainer.model if result.epoch == 1 else None,
+                val_images=data.x_val[: hp.batch_size] if result.epoch == 1 else None,
             )
-            metrics: dict[str, Any] = {**result.metrics, "stop_reason": result.stop_reason or ""}
+            metrics: dict[str, Any] = {
+                **result.metrics,
+                "time_fit_s": fit_seconds,
+                "peak_rss_mb": _peak_rss_mb(),
+                "stop_reason": result.stop_reason or "",
+            }
             if result.improved or result.stop_reason:
                 with tempfile.TemporaryDirectory() as folder:
                     trainer.save(folder, result)
@@ -74,3 +92,22 @@ def run_trial(config: dict[str, Any], *, context: TrialContext) -> None:
                 return
     finally:
         board.close()
+
+
+DETERMINISTIC_FAILURES = (FloatingPointError, torch.cuda.OutOfMemoryError)
+
+
+def failure(exc: BaseException, hp: HParams) -> dict[str, str]:
+    """The result that ends a trial that failed in a way a retry would repeat."""
+    text = (str(exc).strip().splitlines() or [""])[0][:300]
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        text = (
+            f"CUDA out of memory at batch_size {hp.batch_size} ({text}); lower batch_size or "
+            "input_size, or give each trial more of the GPU (resources.gpus_per_trial)"
+        )
+    return {"stop_reason": "errored", "error": f"{exc.__class__.__name__}: {text}"}
+
+
+def _peak_rss_mb() -> float:
+    # the worker process's high-water mark (Linux reports KiB); a reused actor keeps its maximum
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -87,6 +87,8 @@ class Trainer:
     def fit_epoch(self) -> EpochResult:
         """Train one epoch, evaluate on val, and update the early-stopping state."""
         self.epoch += 1
+        for group in self.optimizer.param_groups:  # from the epoch alone, so a resume agrees
+            group["lr"] = self.hp.lr * lr_factor(self.hp, self.epoch, self.train.max_epochs)
         epoch_seed = self.hp.seed * 100_003 + self.epoch
         torch.manual_seed(epoch_seed)
         if self.augment is not None:
@@ -106,12 +108,15 @@ class Trainer:
             self.best, self.best_epoch, self.bad_epochs = score, self.epoch, 0
         else:
             self.bad_epochs += 1
-        stop = None
+        return EpochResult(self.epoch, metrics, evaluation, improved, self.stop_reason())
+
+    def stop_reason(self) -> str | None:
+        """Why training is over ("max_epochs", "early_stopped"), or None to go on."""
         if self.epoch >= self.train.max_epochs:
-            stop = "max_epochs"
-        elif self.train.patience is not None and self.bad_epochs >= self.train.patience:
-            stop = "early_stopped"
-        return EpochResult(self.epoch, metrics, evaluation, improved, stop)
+            return "max_epochs"
+        if self.train.patience is not None and self.bad_epochs >= self.train.patience:
+            return "early_stopped"
+        return None
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities for ``(N, H, W, 3)`` uint8 images."""
@@ -119,8 +124,8 @@ class Trainer:
         out = []
         with torch.inference_mode():
             for start in range(0, len(images), EVAL_BATCH):
-                logits = self.model(self._to_input(images[start : start + EVAL_BATCH]))
-                out.append(torch.softmax(logits.float(), 1).cpu().numpy())
+                batch = self._to_input(images[start : start + EVAL_BATCH])
+                out.append(tta_proba(self.model, batch, self.train.tta).cpu().numpy())
         return np.concatenate(out)
 
     def save(self, folder: str | Path, result: EpochResult) -> None:
@@ -145,8 +150,8 @@ class Trainer:
         }
         (folder / STATE_FILE).write_text(json.dumps(_finite(state), indent=1))
 
-    def load(self, folder: str | Path) -> None:
-        """Resume from a checkpoint written by ``save``."""
+    def load(self, folder: str | Path) -> dict[str, float]:
+        """Resume from a checkpoint written by ``save``; returns that epoch's metrics."""
         folder = Path(folder)
         state = json.loads((folder / STATE_FILE).read_text())
         self.model.load_state_dict(
@@ -157,6 +162,7 @@ class Trainer:
         )
         self.epoch, self.best = state["epoch"], state["best"]
         self.best_epoch, self.bad_epochs = state["best_epoch"], state["bad_epochs"]
+        return dict(state["metrics"])
 
     def _train_once(self, rng: np.random.Generator) -> tuple[float, float]:
         self.model.train()
@@ -193,6 +199,27 @@ class Trainer:
         batch = torch.from_numpy(np.ascontiguousarray(images)).to(self.device, non_blocking=True)
         batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
         return (batch - self.mean) / self.std
+
+
+def lr_factor(hp: HParams, epoch: int, max_epochs: int) -> float:
+    """The learning rate of 1-based ``epoch`` as a fraction of ``hp.lr``: a linear warm-up over
+    ``warmup_epochs``, then constant, cosine (to 0 at ``max_epochs``) or step (x0.1 at each
+    third of the remaining epochs)."""
+    if epoch <= hp.warmup_epochs:
+        return epoch / (hp.warmup_epochs + 1)
+    done, span = epoch - hp.warmup_epochs - 1, max(1, max_epochs - hp.warmup_epochs)
+    if hp.schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * done / span))
+    if hp.schedule == "step":
+        return 0.1 ** (done // max(1, math.ceil(span / 3)))
+    return 1.0
+
+
+def tta_proba(model: nn.Module, batch: torch.Tensor, tta: bool) -> torch.Tensor:
+    """Class probabilities of an ``NCHW`` batch; with ``tta``, the mean over the batch and its
+    horizontal and vertical flips."""
+    views = [batch, batch.flip(3), batch.flip(2)] if tta else [batch]
+    return torch.stack([torch.softmax(model(v).float(), 1) for v in views]).mean(0)
 
 
 def _optimizer(model: nn.Module, hp: HParams) -> torch.optim.Optimizer:

@@ -31,6 +31,7 @@ from skinsearch.tracking import (
     check_tracking_uri,
     default_tracking_uri,
 )
+from skinsearch.trials import read_trial
 
 Echo = Callable[[str], None]
 SEARCH_FILE = "search.yaml"
@@ -48,6 +49,9 @@ class RunOptions:
     mlflow_uri: str | None = None  # None: SQLite under storage
     max_trials: int | None = None
     max_failures: int = 0  # restarts of a failed trial, each from its latest checkpoint
+    resume: bool = False  # carry on the search ``name`` under ``storage`` where it stopped
+    dashboard_host: str = "127.0.0.1"  # where a Ray started here serves its dashboard
+    configs: list[dict[str, Any]] | None = None  # exactly these instead of the spec's (confirm)
 
 
 @dataclass
@@ -59,6 +63,7 @@ class SearchOutcome:
     trials: dict[str, TrialRecord] = field(default_factory=dict)
     interrupted: bool = False
     planned: int = 0  # trials the search meant to run
+    unlogged: list[str] = field(default_factory=list)  # MLflow calls that failed for good
 
 
 def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> SearchOutcome:
@@ -92,22 +97,38 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
 
     import ray
 
-    start_ray(options.address, options.cpus, options.gpus, spec, echo)
+    sizes = space.input_sizes(spec)
+    decoded = decode_dataset(files, sizes)  # unreadable data fails here, before Ray starts
+    start_ray(options.address, options.cpus, options.gpus, spec, echo, options.dashboard_host)
     try:
-        sizes = space.input_sizes(spec)
-        refs = {size: ray.put(d) for size, d in decode_dataset(files, sizes).items()}
-        echo(f"decoded each image once at {', '.join(f'{s}x{s}' for s in sizes)}")
-        experiment_dir.mkdir(parents=True, exist_ok=True)
-        search_file = _save_search_file(
-            spec, options, experiment_dir, files.class_names, planned, tracking_uri
+        refs = {size: ray.put(d) for size, d in decoded.items()}
+        stored = sum(d.nbytes for d in decoded.values()) / 2**20
+        echo(
+            f"decoded {len(files.train) + len(files.val)} images once, at "
+            f"{', '.join(f'{s}x{s}' for s in sizes)}; {stored:.0f} MiB in Ray's object store, "
+            "shared by all trials"
         )
-        tracker.start_search(
-            _search_params(spec, options, files.root, planned),
-            tags={"skinsearch.experiment_dir": str(experiment_dir)},
-        )
-        tracker.log_search_file(search_file)
+        del decoded  # the object store holds the one copy
+        if options.resume:
+            fixed = _fixed_hparams(spec)
+            tracker.resume_search(
+                lambda folder: read_trial(
+                    Path(folder), spec.train.metric, spec.train.resolved_mode, fixed
+                )
+            )
+            echo(f"resuming: {sum(t.end is not None for t in tracker.trials.values())} trials done")
+        else:
+            experiment_dir.mkdir(parents=True, exist_ok=True)
+            search_file = _save_search_file(
+                spec, options, experiment_dir, files.class_names, planned, tracking_uri
+            )
+            tracker.start_search(
+                _search_params(spec, options, files.root, planned),
+                tags={"skinsearch.experiment_dir": str(experiment_dir)},
+            )
+            tracker.log_search_file(search_file)
         tuner = _build_tuner(spec, options, configs, refs, tracker, experiment_dir, echo)
-        tuner.fit()
+        _close_finished(tracker, tuner.fit())
         # Tune returns normally after a Ctrl-C (and marks the trials it stopped TERMINATED):
         # trials that never started or never ended are what tells an interrupted search
         outcome.interrupted = len(tracker.trials) < planned or any(
@@ -121,6 +142,7 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
         try:
             tracker.finish(interrupted=outcome.interrupted)
             outcome.trials = tracker.trials
+            outcome.unlogged = tracker.unlogged
             ray.shutdown()  # stops a local Ray; only disconnects from a cluster given by --address
         finally:
             signal.signal(signal.SIGINT, previous)
@@ -131,6 +153,8 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
 
 
 def _configs(spec: SearchSpec, options: RunOptions) -> list[dict[str, Any]] | None:
+    if options.configs is not None:
+        return options.configs
     if spec.search.sampler == "tpe":
         return None
     configs = space.expand(spec)
@@ -231,6 +255,11 @@ def _build_tuner(
     # the reason and the path of the trial's error file instead.
     logging.getLogger("ray.tune.execution.tune_controller").addFilter(_drop_trial_tracebacks)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Snapshot the experiment state (what ``--resume`` restores) every 2 s instead of Tune's
+    # adaptive period: a killed driver then loses at most 2 s of bookkeeping.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    # a trial that fails deterministically reports its error without metrics (train.py)
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     metric, mode = spec.train.metric, spec.train.resolved_mode
     fixed = _fixed_hparams(spec)
     context = TrialContext(
@@ -247,6 +276,24 @@ def _build_tuner(
         {"cpu": spec.resources.cpus_per_trial, "gpu": gpus},
     )
     searcher, param_space, num_samples = _search_alg(spec, options, configs, fixed)
+    callbacks = [
+        CSVLoggerCallback(),
+        JsonLoggerCallback(),
+        tracking_callback(tracker, fixed),
+        progress_callback(metric, mode, echo),
+    ]
+    if options.resume:
+        if not tune.Tuner.can_restore(str(experiment_dir)):
+            raise SkinsearchError(
+                f"--resume: {experiment_dir} holds no Tune state to resume from (the search "
+                "stopped before its first trial); run it again without --resume"
+            )
+        tuner = tune.Tuner.restore(
+            str(experiment_dir), trainable, resume_unfinished=True, param_space=param_space
+        )
+        # Tune restores the callbacks pickled by the first run; this run's are the live ones
+        tuner._local_tuner._run_config.callbacks = callbacks  # type: ignore[union-attr]
+        return tuner
     return tune.Tuner(
         trainable,
         param_space=param_space,
@@ -263,12 +310,7 @@ def _build_tuner(
         run_config=tune.RunConfig(
             name=options.name,
             storage_path=str(options.storage),
-            callbacks=[
-                CSVLoggerCallback(),
-                JsonLoggerCallback(),
-                tracking_callback(tracker, fixed),
-                progress_callback(metric, mode, echo),
-            ],
+            callbacks=callbacks,
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=2, checkpoint_score_attribute=metric, checkpoint_score_order=mode
             ),
@@ -315,8 +357,33 @@ def _search_alg(
     )
 
 
+def _close_finished(tracker: SearchTracker, results: Any) -> None:
+    """End the MLflow runs of trials that finished (by their own last result, or with an error)
+    but whose end no callback reported: a resumed search's trials that finished just before the
+    first driver died. Trials Tune stopped on Ctrl-C have no stop reason and stay interrupted."""
+    for result in results:
+        trial_id = str((result.metrics or {}).get("trial_id", ""))
+        record = tracker.trials.get(trial_id)
+        if record is None or record.end is not None:
+            continue
+        reason = result.metrics.get("stop_reason")
+        if result.error is not None:
+            tracker.end_trial(trial_id, "errored", str(result.error)[:500])
+        elif reason == "errored":
+            tracker.end_trial(trial_id, "errored", result.metrics.get("error", ""))
+        elif reason:
+            tracker.end_trial(trial_id, "completed" if reason == "max_epochs" else reason)
+
+
 def _drop_trial_tracebacks(record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith("Trial task failed")
+    if str(record.msg).startswith("Trial task failed"):
+        return False
+    # After --resume, Tune may try to delete an old checkpoint that the first driver had already
+    # deleted after its last snapshot: nothing is lost, and the traceback would only alarm.
+    error = record.exc_info[1] if record.exc_info else None
+    return not (
+        "Error handling checkpoint" in str(record.msg) and isinstance(error, FileNotFoundError)
+    )
 
 
 def _trial_name(trial: Any) -> str:

@@ -26,7 +26,9 @@ def test_certain_flips_flip() -> None:
 
 def test_every_transform_builds_without_argument_warnings() -> None:
     # pyproject turns albumentations' "not valid for transform" warnings into errors
-    pipeline = build_augment(HParams(hflip=0.5, vflip=0.5, rbcontrast=1.0, affine=1.0), seed=1)
+    pipeline = build_augment(
+        HParams(hflip=0.5, vflip=0.5, rbcontrast=1.0, affine=1.0, colour=1.0), seed=1
+    )
     assert pipeline is not None
     out = augment_batch(pipeline, images())
     assert out.shape == (6, 16, 16, 3) and out.dtype == np.uint8
@@ -47,3 +49,14 @@ def test_an_albumentations_1x_argument_fails_the_tests() -> None:
 
     with pytest.raises(UserWarning, match="not valid for transform Affine"):
         A.Affine(shift_limit=0.1, p=1.0)
+
+
+def test_colour_jitter_changes_hue_and_saturation_but_not_geometry() -> None:
+    pipeline = build_augment(HParams(colour=1.0), seed=3)
+    batch = images()
+    out = augment_batch(pipeline, batch)
+    assert not np.array_equal(out, batch)
+    # colour only: where the image is uniform it stays uniform
+    flat = np.full((1, 16, 16, 3), (180, 90, 60), dtype=np.uint8)
+    jittered = augment_batch(pipeline, flat)[0]
+    assert (jittered == jittered[0, 0]).all() and not (jittered[0, 0] == (180, 90, 60)).all()

@@ -26,47 +26,63 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    folder = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    mlflow = Path(sys.executable).parent / "mlflow"
-    log = (folder / "server.log").open("w")
-    proc = subprocess.Popen(
-        [
-            str(mlflow),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{folder / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(folder / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
+class MlflowServer:
+    """A real ``mlflow server`` process on 127.0.0.1 (SQLite backend, local artifacts), which a
+    test can stop and start again on the same port and store."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.port = folder, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        mlflow = Path(sys.executable).parent / "mlflow"
+        log = (self.folder / "server.log").open("a")
+        self.proc = subprocess.Popen(
+            [
+                str(mlflow),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{self.folder / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(self.folder / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
         deadline = time.monotonic() + 90
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
+                with urllib.request.urlopen(f"{self.url}/health", timeout=2):
+                    return
             except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(
-                        f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}"
+                        f"mlflow server did not start: {(self.folder / 'server.log').read_text()[-2000:]}"
                     )
                 time.sleep(0.5)
-        yield url
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)  # the server and its workers, nothing else
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow-server"))
+    server.start()
+    try:
+        yield server.url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)  # the server and the workers it started, nothing else
-        proc.wait(timeout=30)
-        log.close()
+        server.stop()
 
 
 def test_a_search_tracks_to_the_server_and_best_reads_it_back(
@@ -132,3 +148,81 @@ def test_an_unreachable_server_is_one_line_before_ray_starts(
     assert last.endswith("); start it or pass another --mlflow-uri")
     assert time.monotonic() - started < 30
     assert not ray.is_initialized()
+
+
+def test_a_server_down_mid_search_loses_nothing_and_sync_relogs_it(
+    tiny_images: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    server = MlflowServer(tmp_path)
+    server.start()
+    space = tmp_path / "outage.yaml"
+    space.write_text(
+        f"name: outage\nmodel: mlp\ndata: {{path: {tiny_images}}}\n"
+        "train: {max_epochs: 150, patience: 1000}\nscheduler: none\n"
+        "resources: {cpus_per_trial: 1}\n"
+        "params:\n  input_size: 16\n  hidden_sizes: [16]\n  lr: {grid: [0.001, 0.002, 0.003]}\n"
+    )
+    storage = tmp_path / "results"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "skinsearch",
+            "run",
+            str(space),
+            "--storage",
+            str(storage),
+            "--cpus",
+            "2",
+            "--mlflow-uri",
+            server.url,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            files = list(storage.glob("outage/trial_*/result.json"))
+            if any(len(f.read_text().splitlines()) >= 5 for f in files):
+                break
+            time.sleep(0.2)
+        server.stop()  # mid-search
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output
+    assert "3 trials: 3 completed" in output
+    assert "tracking call(s) failed" in output
+    assert f"skinsearch sync-mlflow --storage {storage} --name outage" in output
+
+    server.start()  # back, on the same store
+    try:
+        sync = CliRunner().invoke(main, ["sync-mlflow", "--storage", str(storage)])
+        assert sync.exit_code == 0, sync.output
+        assert "synced 3 trials" in sync.output
+        client = MlflowClient(tracking_uri=server.url)
+        runs = client.search_runs([client.get_experiment_by_name("outage").experiment_id])
+        children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+        assert len(children) == 3  # one per trial, none twice
+        assert all(r.info.status == "FINISHED" for r in runs)
+        for child in children:
+            assert child.data.tags["skinsearch.end"] == "completed"
+            steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_acc")]
+            assert sorted(steps) == list(range(1, 151))
+            trial_dir = Path(child.data.tags["skinsearch.trial_dir"])
+            rows = [json.loads(x) for x in (trial_dir / "result.json").read_text().splitlines()]
+            assert len(rows) == 150
+        again = CliRunner().invoke(main, ["sync-mlflow", "--storage", str(storage)])
+        assert "0 runs created, 0 epochs logged, 0 runs ended" in again.output
+    finally:
+        server.stop()

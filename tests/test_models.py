@@ -59,3 +59,14 @@ def test_mlp_layers_follow_hidden_sizes() -> None:
     widths = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]
     assert widths == [64, 32, 3]
     assert any(isinstance(m, nn.Tanh) for m in model.modules())
+
+
+def test_a_deeper_cnn_with_global_average_pooling() -> None:
+    hp = HParams(channels=[8, 16, 32, 64], batchnorm=True, pooling="gap", fc_size=16)
+    model = build_model("cnn", hp, 64, 8)
+    assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 8)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 4
+    assert any(isinstance(m, nn.AdaptiveAvgPool2d) for m in model.modules())
+    first_fc = next(m for m in model.modules() if isinstance(m, nn.Linear))
+    assert first_fc.in_features == 64  # one value per channel, whatever the input size
+    assert build_model("cnn", hp, 128, 8)(torch.zeros(1, 3, 128, 128)).shape == (1, 8)

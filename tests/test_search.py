@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 
 from skinsearch.cli import main
@@ -186,9 +187,17 @@ def test_best_exports_a_bundle_that_predicts(search: dict[str, Any], tiny_images
     again = runner.invoke(
         main, ["best", "--storage", str(search["storage"]), "--export", str(bundle)]
     )
-    assert (
-        again.exit_code == 2
-        and "is not empty; choose another folder or pass --force" in again.output
+    assert again.exit_code == 2 and "Traceback" not in again.output
+    assert again.output.strip().splitlines()[-1] == (
+        f"Error: --export: {bundle} is not empty; choose another folder or pass --force"
+    )
+
+    notes = search["work"] / "notes.txt"
+    notes.write_text("not an image")
+    not_image = runner.invoke(main, ["predict", str(bundle), str(notes)])
+    assert not_image.exit_code == 2 and "Traceback" not in not_image.output
+    assert not_image.output.strip() == (
+        f"Error: {notes}: not a readable image (give JPEG, PNG, BMP or WebP files)"
     )
 
 
@@ -210,3 +219,74 @@ def test_best_falls_back_to_tune_results_without_mlflow(
     )
     assert result.exit_code == 0, result.output
     assert "by val_loss (min), from tune" in result.output
+
+
+def test_report_writes_a_page_that_needs_no_network_and_logs_it(search: dict[str, Any]) -> None:
+    result = CliRunner().invoke(main, ["report", "--storage", str(search["storage"])])
+    assert result.exit_code == 0, result.output
+    report = search["experiment"] / "report"
+    page = (report / "index.html").read_text()
+    expected = {
+        "index.html",
+        "learning_curves.png",
+        "confusion_matrix.png",
+        "asha_rungs.png",
+        "param_lr.png",
+        "param_batch_size.png",
+    }
+    assert expected <= {p.name for p in report.iterdir()}
+    assert "<script" not in page and "http://" not in page and "https://" not in page
+    for name in expected - {"index.html"}:
+        assert f'src="{name}"' in page
+    # the diverging trial failed in its first epoch and reported nothing
+    assert "3 of 4 planned trials reported" in page
+    assert "Leaderboard: top 3 by val_acc" in page
+    assert "trial-epochs run of the 18 a full grid" in page  # 3 trials x 6 epochs
+    assert "Trials reaching each rung: epoch 1: 3, epoch 2: " in page
+    assert "Needs at least 5 trials" in page  # importance is not made up from 3 points
+
+    (parent,) = [
+        r for r in mlflow_runs(search["storage"]) if "mlflow.parentRunId" not in r.data.tags
+    ]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{search['storage'] / 'mlflow.db'}")
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert "report/index.html" in logged and "report/learning_curves.png" in logged
+
+
+def test_best_confirm_retrains_the_top_configurations_and_chooses_on_the_mean(
+    search: dict[str, Any],
+) -> None:
+    bundle = search["work"] / "confirmed"
+    result = CliRunner().invoke(
+        main,
+        [
+            "best",
+            "--storage",
+            str(search["storage"]),
+            "--name",
+            "tiny",
+            "--confirm",
+            "2",
+            "--seeds",
+            "2",
+            "--cpus",
+            "2",
+            "--export",
+            str(bundle),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "confirming the top 2 of search tiny by val_acc: 2 seeds each, 4 runs" in result.output
+    assert "confirmed over 2 seeds each (mean ± std at each run's best epoch):" in result.output
+    assert " ± " in result.output and "winner: the configuration of trial_" in result.output
+
+    confirm_dir = search["storage"] / "tiny-confirm"
+    params = [json.loads(p.read_text()) for p in confirm_dir.glob("trial_*/params.json")]
+    assert len(params) == 4
+    assert len({p["seed"] for p in params}) == 4  # fresh seeds, none reused
+    chosen = yaml.safe_load((bundle / "config.yaml").read_text())["chosen_by"]
+    assert chosen["protocol"] == "mean over 2 seeds of the top 2 configurations (best --confirm)"
+    assert chosen["searched_in"] == "tiny" and chosen["confirmed_in"] == "tiny-confirm"
+    assert len(chosen["seeds"]) == 2 and chosen["std"] >= 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,6 +16,21 @@ from click.testing import CliRunner
 from skinsearch.cli import main
 
 pytestmark = pytest.mark.slow
+
+
+def descendants(pid: int) -> list[int]:
+    """PIDs of every process below ``pid`` (from /proc; Linux)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
 
 
 def runs_of(storage: Path, experiment: str) -> list:  # type: ignore[type-arg]
@@ -90,7 +106,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_trials(tiny_images: Path, tmp_p
     time.sleep(2)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
     output.append(proc.stdout.read())
-    assert proc.wait(timeout=120) == 130
+    assert proc.wait(timeout=120) == 130, "".join(output)
     text = "".join(output)
     assert "Traceback" not in text
     assert "1 errored" in text and "2 interrupted" in text
@@ -157,3 +173,63 @@ def test_a_killed_trial_resumes_from_its_checkpoint(tiny_images: Path, tmp_path:
     )  # resumed, not restarted
     (child,) = [r for r in runs_of(storage, "resume") if "mlflow.parentRunId" in r.data.tags]
     assert child.info.status == "FINISHED" and child.data.tags["skinsearch.end"] == "completed"
+
+
+def test_a_killed_driver_resumes_with_run_resume(tiny_images: Path, tmp_path: Path) -> None:
+    import json
+
+    space = tmp_path / "resumable.yaml"
+    space.write_text(
+        f"name: resumable\nmodel: mlp\ndata: {{path: {tiny_images}}}\n"
+        # val_acc soon stops improving, so checkpoints are few (Tune snapshots its state every
+        # 2 s; see tuner.py)
+        "train: {max_epochs: 300, patience: 1000, metric: val_acc}\nscheduler: none\n"
+        "resources: {cpus_per_trial: 1}\n"
+        "params:\n  input_size: 16\n  hidden_sizes: [16]\n"
+        "  lr: {grid: [0.0001, 0.0002, 0.0003, 0.0004]}\n"
+    )
+    storage = tmp_path / "r"
+    args = ["run", str(space), "--storage", str(storage), "--cpus", "2"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "skinsearch", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+    def finished() -> dict[Path, int]:
+        done = {}
+        for result_file in storage.glob("resumable/trial_*/result.json"):
+            lines = [x for x in result_file.read_text().splitlines() if x.strip()]
+            if lines and json.loads(lines[-1]).get("stop_reason"):
+                done[result_file] = len(lines)
+        return done
+
+    deadline = time.monotonic() + 180
+    while not finished() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)  # past Tune's next snapshot of the experiment state
+    started = descendants(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    done_before = finished()
+    assert done_before and len(done_before) < 4, "the kill came too late or too early"
+    # the local Ray the killed driver had started goes with it; stop any of its processes left
+    time.sleep(3)
+    for pid in started:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+    result = CliRunner().invoke(main, [*args, "--resume"])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert "4 trials: 4 completed" in result.output
+    for result_file, lines in done_before.items():  # finished trials were not rerun
+        assert len(result_file.read_text().splitlines()) == lines
+    children = [r for r in runs_of(storage, "resumable") if "mlflow.parentRunId" in r.data.tags]
+    assert sorted(r.data.tags["skinsearch.trial_id"] for r in children) == sorted(
+        {r.data.tags["skinsearch.trial_id"] for r in children}
+    )  # one run per trial
+    assert len(children) == 4
+    assert all(r.info.status == "FINISHED" for r in runs_of(storage, "resumable"))
+    assert {r.data.tags["skinsearch.end"] for r in children} == {"completed"}

@@ -125,7 +125,7 @@ BAD = [
     ),
     (
         BASE.format(model="mlp") + "params:\n  batch_size: {grid: []}\n",
-        ["params.batch_size.grid: must be a non-empty list of values, got a list"],
+        ["params.batch_size.grid: must be a non-empty list of values, got an empty list"],
     ),
     (
         BASE.format(model="mlp") + "params:\n  batch_size: {grid: [16, 0]}\n",
@@ -164,15 +164,17 @@ BAD = [
     (
         BASE.format(model="mlp") + "params:\n  momentun: 0.9\n",
         [
-            "params.momentun: unknown hyperparameter (valid for mlp: activation, affine, batch_size, batchnorm, dropout, "
-            "hflip, hidden_sizes, init, input_size, lr, momentum, optimizer, rbcontrast, vflip, weight_decay)"
+            "params.momentun: unknown hyperparameter (valid for mlp: activation, affine, batch_size, batchnorm, colour, "
+            "dropout, hflip, hidden_sizes, init, input_size, lr, momentum, optimizer, rbcontrast, schedule, vflip, "
+            "warmup_epochs, weight_decay)"
         ],
     ),
     (
         BASE.format(model="mlp") + "params:\n  channels: [32, 64]\n",
         [
             "params.channels: not a hyperparameter of model 'mlp' (it takes: activation, affine, batch_size, batchnorm, "
-            "dropout, hflip, hidden_sizes, init, input_size, lr, momentum, optimizer, rbcontrast, vflip, weight_decay)"
+            "colour, dropout, hflip, hidden_sizes, init, input_size, lr, momentum, optimizer, rbcontrast, schedule, "
+            "vflip, warmup_epochs, weight_decay)"
         ],
     ),
     (

@@ -133,3 +133,63 @@ def test_checkpoint_describes_itself(data: DecodedData, tmp_path: Path) -> None:
     assert state["preprocessing"]["resize"] == [24, 24]
     weights = torch.load(tmp_path / "model.pt", weights_only=True)
     assert any(k.endswith("weight") for k in weights)
+
+
+def test_a_cuda_oom_ends_the_trial_with_a_reason_and_a_fix() -> None:
+    # A real CUDA OOM needs a GPU; the exception type is the one torch raises there.
+    import torch
+
+    from skinsearch.train import DETERMINISTIC_FAILURES, failure
+
+    exc = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert isinstance(exc, DETERMINISTIC_FAILURES)
+    result = failure(exc, HParams(batch_size=128))
+    assert result == {
+        "stop_reason": "errored",
+        "error": "OutOfMemoryError: CUDA out of memory at batch_size 128 (CUDA out of memory. "
+        "Tried to allocate 2.00 GiB); lower batch_size or input_size, or give each trial more "
+        "of the GPU (resources.gpus_per_trial)",
+    }
+    nan = failure(FloatingPointError("loss became nan in epoch 2"), HParams())
+    assert nan["error"] == "FloatingPointError: loss became nan in epoch 2"
+
+
+def test_learning_rate_schedules_warm_up_then_follow_their_shape() -> None:
+    from skinsearch.trainer import lr_factor
+
+    warm = HParams(schedule="cosine", warmup_epochs=3)
+    assert [lr_factor(warm, e, 13) for e in (1, 2, 3)] == [0.25, 0.5, 0.75]
+    assert lr_factor(warm, 4, 13) == 1.0  # cosine starts at the full rate
+    assert lr_factor(warm, 9, 13) == pytest.approx(0.5)  # half-way through the remaining 10
+    assert lr_factor(warm, 13, 13) == pytest.approx(0.5 * (1 + np.cos(np.pi * 0.9)))
+    step = HParams(schedule="step")
+    assert [lr_factor(step, e, 9) for e in (1, 3, 4, 6, 7, 9)] == pytest.approx(
+        [1, 1, 0.1, 0.1, 0.01, 0.01]
+    )
+    assert all(lr_factor(HParams(), e, 50) == 1.0 for e in range(1, 51))
+
+
+def test_the_optimizer_runs_at_the_scheduled_rate(tiny_images: Path) -> None:
+    data = decode_dataset(scan_dataset(tiny_images), [16])[16]
+    hp = HParams(input_size=16, hidden_sizes=[8], lr=0.01, schedule="cosine", warmup_epochs=1)
+    trainer = Trainer("mlp", hp, TrainSpec(max_epochs=5, patience=None), data, device="cpu")
+    rates = []
+    for _ in range(5):
+        trainer.fit_epoch()
+        rates.append(trainer.optimizer.param_groups[0]["lr"])
+    assert rates[0] == pytest.approx(0.005) and rates[1] == pytest.approx(0.01)
+    assert rates[1] > rates[2] > rates[3] > rates[4] > 0
+
+
+def test_tta_averages_the_image_and_its_flips() -> None:
+    from skinsearch.trainer import tta_proba
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 3))
+    batch = torch.randn(2, 3, 4, 4)
+    plain = tta_proba(model, batch, tta=False)
+    assert torch.allclose(plain, torch.softmax(model(batch), 1))
+    averaged = tta_proba(model, batch, tta=True)
+    views = [batch, batch.flip(3), batch.flip(2)]
+    expected = sum(torch.softmax(model(v), 1) for v in views) / 3
+    assert torch.allclose(averaged, expected) and torch.allclose(averaged.sum(1), torch.ones(2))

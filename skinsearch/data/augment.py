@@ -14,7 +14,8 @@ def build_augment(hp: HParams, seed: int) -> A.Compose | None:
 
     ``hflip``/``vflip`` flip, ``rbcontrast`` shifts brightness and contrast by up to 20%, and
     ``affine`` shifts by up to 6.25%, scales by 0.9-1.1 and rotates by up to 45 degrees (the
-    ranges of albumentations' ShiftScaleRotate), reflecting at the border.
+    ranges of albumentations' ShiftScaleRotate), reflecting at the border; ``colour`` jitters
+    hue by up to 0.05, saturation by 20% and brightness and contrast by 10%.
     """
     transforms: list[A.BasicTransform] = []
     if hp.hflip > 0:
@@ -30,6 +31,10 @@ def build_augment(hp: HParams, seed: int) -> A.Compose | None:
                 border_mode=cv2.BORDER_REFLECT_101,
                 p=hp.affine,
             )
+        )
+    if hp.colour > 0:
+        transforms.append(
+            A.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.2, hue=0.05, p=hp.colour)
         )
     if hp.rbcontrast > 0:
         transforms.append(

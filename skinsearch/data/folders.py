@@ -51,7 +51,8 @@ def scan_dataset(
         extra = sorted(set(val_classes) - set(train_classes))
         if extra:
             raise DataError(
-                f"data: {root / 'val'} has classes that train/ lacks: {', '.join(extra)}"
+                f"data: {root / 'val'} has classes that train/ lacks: {', '.join(extra)} "
+                "(add them to train/ or remove them from val/)"
             )
         names = sorted(train_classes)
         index = {name: i for i, name in enumerate(names)}

@@ -15,12 +15,16 @@ def _min_input_size(hp: HParams) -> int:
 
 @register_model(
     "cnn",
-    hparams={"channels", "kernel_size", "batchnorm", "fc_size", "init"},
+    hparams={"channels", "kernel_size", "batchnorm", "fc_size", "init", "pooling"},
     min_input_size=_min_input_size,
 )
 def build_cnn(hp: HParams, input_size: int, num_classes: int) -> nn.Module:
     """[Conv -> (BatchNorm) -> ReLU -> MaxPool 2] per channel count -> Dropout -> FC -> ReLU
-    -> Dropout -> Linear; the seed's network is ``channels: [32, 64]``, ``fc_size: 128``."""
+    -> Dropout -> Linear; the seed's network is ``channels: [32, 64]``, ``fc_size: 128``.
+
+    ``pooling: gap`` averages each channel over the image before the classifier (global average
+    pooling): far fewer weights than flattening, and the usual head of deeper networks
+    (``channels: [32, 64, 128, 256]`` with ``batchnorm: true``)."""
     layers: list[nn.Module] = []
     in_channels = 3
     for out_channels in hp.channels:
@@ -32,6 +36,9 @@ def build_cnn(hp: HParams, input_size: int, num_classes: int) -> nn.Module:
         layers += [nn.ReLU(), nn.MaxPool2d(2)]
         in_channels = out_channels
     side = input_size // 2 ** len(hp.channels)
+    if hp.pooling == "gap":
+        layers.append(nn.AdaptiveAvgPool2d(1))
+        side = 1
     layers += [
         nn.Flatten(),
         nn.Dropout(hp.dropout),

@@ -1,0 +1,164 @@
+"""``skinsearch best --confirm K --seeds S``: a winner chosen on the mean of several seeds.
+
+With a hundred or so validation images, the best of many single runs is partly luck. This retrains
+the top K configurations of a search S times each with fresh seeds (a new search named
+``<search>-confirm``, no ASHA, so every run trains to its own end), reports mean and standard
+deviation of every metric at each run's best epoch, and picks the configuration with the best
+mean. The model exported for it is the seed-run closest to that mean: a typical model of the
+winning configuration, not its luckiest seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from skinsearch import space
+from skinsearch.errors import ResultsError
+from skinsearch.spec import SchedulerSpec, parse_spec
+from skinsearch.trials import read_trial
+
+REPORTED = ["val_acc", "val_balanced_acc", "val_macro_f1", "val_auc", "val_loss"]
+SEED_STEP = 1000  # seeds of the confirmation runs: the trial's seed + 1000, + 2000, ...
+
+
+@dataclass
+class Candidate:
+    """One configuration retrained over several seeds."""
+
+    config: dict[str, Any]  # without the seed
+    source_trial: str  # the search trial it came from
+    runs: list[tuple[Path, dict[str, float]]] = field(default_factory=list)  # folder, best row
+
+    def mean_std(self, metric: str) -> tuple[float, float]:
+        values = [row[metric] for _, row in self.runs if _finite(row.get(metric))]
+        if not values:
+            return math.nan, math.nan
+        return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+@dataclass
+class Confirmation:
+    """The outcome of a confirmation."""
+
+    search: str  # the confirmation search's name
+    metric: str
+    mode: str
+    seeds: int
+    candidates: list[Candidate]  # best mean first
+    representative: tuple[Path, dict[str, float]]  # the winner's run closest to its mean
+
+
+def top_configs(
+    experiment_dir: Path, k: int, metric: str, mode: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """The ``k`` best trials of a search by their best epoch on ``metric``: (name, config)."""
+    saved = yaml.safe_load((experiment_dir / "search.yaml").read_text())
+    spec = parse_spec(saved["spec"], str(experiment_dir / "search.yaml"))
+    fixed = {n: p.values[0] for n, p in space.domains(spec).items() if p.kind == "fixed"}
+    sign = 1.0 if mode == "max" else -1.0
+    records = [
+        r
+        for folder in sorted(experiment_dir.glob("trial_*/"))
+        if (r := read_trial(folder, metric, mode, fixed)) is not None
+        and _finite(r.best.get(metric))
+    ]
+    if not records:
+        raise ResultsError(
+            f"no trial of search {saved['search']!r} has reported {metric} yet; nothing to confirm"
+        )
+    records.sort(key=lambda r: -sign * r.best[metric])
+    return [(r.name, r.config) for r in records[:k]]
+
+
+def confirm(
+    experiment_dir: Path,
+    k: int,
+    seeds: int,
+    metric: str,
+    mode: str,
+    run: Callable[[Any, list[dict[str, Any]], str], Path],
+    echo: Callable[[str], None] = print,
+) -> Confirmation:
+    """Retrain the top ``k`` configurations ``seeds`` times each; see the module docstring.
+
+    ``run(spec, configs, name)`` runs a search of exactly ``configs`` and returns its folder.
+    """
+    saved = yaml.safe_load((experiment_dir / "search.yaml").read_text())
+    spec = parse_spec(saved["spec"], str(experiment_dir / "search.yaml"))
+    top = top_configs(experiment_dir, k, metric, mode)
+    candidates = [
+        Candidate({n: v for n, v in config.items() if n != "seed"}, name) for name, config in top
+    ]
+    configs = [
+        {**config, "seed": int(config.get("seed", 0)) + SEED_STEP * (s + 1)}
+        for _, config in top
+        for s in range(seeds)
+    ]
+    echo(
+        f"confirming the top {len(top)} of search {saved['search']} by {metric}: "
+        f"{seeds} seeds each, {len(configs)} runs, no early stopping across runs"
+    )
+    confirm_spec = spec.model_copy(update={"scheduler": SchedulerSpec(type="none")})
+    folder = run(confirm_spec, configs, f"{saved['search']}-confirm")
+
+    fixed = {n: p.values[0] for n, p in space.domains(spec).items() if p.kind == "fixed"}
+    by_key = {_key(c.config): c for c in candidates}
+    for trial_dir in sorted(folder.glob("trial_*/")):
+        record = read_trial(trial_dir, metric, mode, fixed)
+        if record is None or not record.best:
+            continue
+        config = {n: v for n, v in record.config.items() if n != "seed"}
+        candidate = by_key.get(_key(config))
+        if candidate is not None:
+            candidate.runs.append((trial_dir, record.best))
+    sign = 1.0 if mode == "max" else -1.0
+    scored = [c for c in candidates if c.runs]
+    if not scored:
+        raise ResultsError(f"no confirmation run of {folder.name} reported {metric}")
+    scored.sort(key=lambda c: -sign * _or_worst(c.mean_std(metric)[0], sign))
+    winner = scored[0]
+    mean = winner.mean_std(metric)[0]
+    representative = min(winner.runs, key=lambda run: abs(run[1].get(metric, math.inf) - mean))
+    return Confirmation(folder.name, metric, mode, seeds, scored, representative)
+
+
+def table(result: Confirmation, searched: list[str]) -> list[str]:
+    """The candidates as text rows: mean ± std of each reported metric over the seeds."""
+    header = ["rank", "from trial", "runs", *REPORTED, *searched]
+    rows = []
+    for i, c in enumerate(result.candidates, 1):
+        cells = [str(i), c.source_trial, str(len(c.runs))]
+        for m in REPORTED:
+            mean, std = c.mean_std(m)
+            cells.append(f"{mean:.4f} ± {std:.4f}" if math.isfinite(mean) else "-")
+        cells += [_short(c.config.get(n)) for n in searched]
+        rows.append(cells)
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    return [
+        "  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip()
+        for line in [header, *rows]
+    ]
+
+
+def _key(config: dict[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True, default=str)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _or_worst(value: float, sign: float) -> float:
+    return value if math.isfinite(value) else -math.inf * sign
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,94 @@
+"""``skinsearch sync-mlflow``: re-log a search's trials into MLflow from Tune's files.
+
+For when the tracking server was down during a search (or the driver died before it could log):
+each trial gets exactly one child run under the search's parent run, with its params, every
+epoch that run is missing, its best-epoch artifacts and how it ended. Running it twice logs
+nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from skinsearch import space
+from skinsearch.errors import SkinsearchError
+from skinsearch.spec import parse_spec
+from skinsearch.tracking import SearchTracker, TrialRecord, check_tracking_uri
+from skinsearch.trials import logged_metrics, read_trial, result_rows, trial_end
+
+
+@dataclass
+class SyncReport:
+    """What a sync did."""
+
+    trials: int = 0
+    created: int = 0  # child runs that MLflow did not have
+    epochs: int = 0  # epoch rows logged
+    closed: int = 0  # runs ended
+
+
+def sync_search(
+    experiment_dir: Path, tracking_uri: str | None, echo: Callable[[str], None] = print
+) -> SyncReport:
+    """Bring MLflow up to date with the search in ``experiment_dir``; see the module docstring."""
+    saved = yaml.safe_load((experiment_dir / "search.yaml").read_text())
+    spec = parse_spec(saved["spec"], str(experiment_dir / "search.yaml"))
+    uri = tracking_uri or saved["tracking_uri"]
+    check_tracking_uri(uri)
+    metric, mode = spec.train.metric, spec.train.resolved_mode
+    fixed = {n: p.values[0] for n, p in space.domains(spec).items() if p.kind == "fixed"}
+    tracker = SearchTracker(uri, spec.name, saved["search"], metric, mode)
+    report = SyncReport()
+
+    def read(folder: str) -> TrialRecord | None:
+        return read_trial(Path(folder), metric, mode, fixed)
+
+    try:
+        tracker.resume_search(read)
+    except SkinsearchError:  # the parent run itself never reached MLflow
+        tracker.start_search(
+            {"model": spec.model, "trials": saved.get("trials", 0)},
+            tags={"skinsearch.experiment_dir": str(experiment_dir)},
+        )
+        tracker.log_search_file(experiment_dir / "search.yaml")
+    for folder in sorted(p.parent for p in experiment_dir.glob("trial_*/params.json")):
+        record = read_trial(folder, metric, mode, fixed)
+        rows = result_rows(folder)
+        if record is None or not rows:
+            continue
+        report.trials += 1
+        trial_id = rows[-1]["trial_id"]
+        if trial_id not in tracker.trials or not tracker.trials[trial_id].run_id:
+            tracker.start_trial(trial_id, folder.name, record.config, str(folder))
+            tracker.wait()
+            report.created += 1
+        run_id = tracker.trials[trial_id].run_id
+        if not run_id:
+            break  # MLflow failed: reported below
+        have = {m.step for m in tracker.client.get_metric_history(run_id, "train_loss")}
+        for row in rows:
+            if int(row.get("epoch", 0)) not in have:
+                tracker.log_epoch(trial_id, logged_metrics(row))
+                report.epochs += 1
+        tracked = tracker.trials[trial_id]
+        tracked.best, tracked.epochs = record.best, record.epochs
+        if tracker.client.get_run(run_id).info.status == "RUNNING":
+            end, error = trial_end(folder)
+            tracked.end, tracked.closed = None, False
+            tracker.end_trial(trial_id, end, error)
+            report.closed += 1
+    tracker.finish(interrupted=False)
+    if tracker.unlogged:
+        raise SkinsearchError(
+            f"MLflow at {uri} failed while syncing ({tracker.unlogged[0]}); "
+            "check the server and run sync-mlflow again"
+        )
+    echo(
+        f"synced {report.trials} trials to {uri}: {report.created} runs created, "
+        f"{report.epochs} epochs logged, {report.closed} runs ended"
+    )
+    return report

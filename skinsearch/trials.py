@@ -1,0 +1,72 @@
+"""A trial as Tune's own files record it (``params.json``, ``result.json``, ``error.txt``).
+
+Tune writes these beside every trial whatever happens to MLflow or to the driver, so they are
+what a resumed search and ``skinsearch sync-mlflow`` rebuild the MLflow side from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from skinsearch import space
+from skinsearch.tracking import TrialRecord
+
+
+def result_rows(folder: Path) -> list[dict[str, Any]]:
+    """The trial's per-epoch results, oldest first (empty when it has none)."""
+    try:
+        text = (folder / "result.json").read_text()
+    except OSError:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def logged_metrics(row: dict[str, Any]) -> dict[str, float]:
+    """The numbers of a result row that skinsearch logs to MLflow (``epoch`` is the step)."""
+    return {
+        k: float(v)
+        for k, v in row.items()
+        if (k.startswith(("train_", "val_", "time_fit")) or k in ("epoch", "peak_rss_mb"))
+        and isinstance(v, int | float)
+        and not isinstance(v, bool)
+    }
+
+
+def read_trial(folder: Path, metric: str, mode: str, fixed: dict[str, Any]) -> TrialRecord | None:
+    """The trial's record rebuilt from its folder, or None when Tune never started it there."""
+    try:
+        config = json.loads((folder / "params.json").read_text())
+    except (OSError, ValueError):
+        return None
+    rows = result_rows(folder)
+    sign = 1.0 if mode == "max" else -1.0
+    best: dict[str, Any] = max(
+        rows, key=lambda r: sign * r.get(metric, -math.inf * sign), default={}
+    )
+    return TrialRecord(
+        run_id="",
+        name=folder.name,
+        config={**fixed, **space.decode_config(config)},
+        trial_dir=str(folder),
+        epochs=len(rows),
+        last=logged_metrics(rows[-1]) if rows else {},
+        best=logged_metrics(best),
+    )
+
+
+def trial_end(folder: Path) -> tuple[str, str]:
+    """How a trial that Tune no longer runs ended, and its error line if it failed."""
+    error = folder / "error.txt"
+    if error.is_file():
+        lines = [x.strip() for x in error.read_text(errors="replace").splitlines() if x.strip()]
+        return "errored", lines[-1] if lines else "unknown error"
+    rows = result_rows(folder)
+    reason = rows[-1].get("stop_reason") if rows else None
+    if reason == "errored":
+        return "errored", str(rows[-1].get("error", "unknown error"))
+    if reason == "max_epochs":
+        return "completed", ""
+    return (reason or "stopped_by_asha"), ""
