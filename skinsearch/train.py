@@ -56,6 +56,7 @@ def run_trial(config: dict[str, Any], *, context: TrialContext) -> None:
 
     trial_name = tune.get_context().get_trial_name()
     board = TrialBoard(Path(context.tensorboard_dir) / trial_name)
+    node_id = ray.get_runtime_context().get_node_id()
     fit_seconds = 0.0  # inside fit_epoch: what the trial is for; the rest is overhead
     try:
         while True:
@@ -80,6 +81,7 @@ def run_trial(config: dict[str, Any], *, context: TrialContext) -> None:
                 **result.metrics,
                 "time_fit_s": fit_seconds,
                 "peak_rss_mb": _peak_rss_mb(),
+                "node_id": node_id,  # which Ray node ran this epoch (a cluster's results show it)
                 "stop_reason": result.stop_reason or "",
             }
             if result.improved or result.stop_reason:
