@@ -8,7 +8,6 @@ its traceback.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import re
@@ -370,9 +369,7 @@ def _confirm_best(
 ) -> None:
     import yaml
 
-    from skinsearch import confirm
-    from skinsearch.checkpoints import best_checkpoint
-    from skinsearch.results import BestTrial, TrialScore, export_bundle
+    from skinsearch.confirm import confirm_and_export
     from skinsearch.tuner import RunOptions, run_search
 
     saved = yaml.safe_load((experiment_dir / "search.yaml").read_text())
@@ -391,56 +388,9 @@ def _confirm_best(
             raise SkinsearchError("the confirmation was interrupted; nothing was chosen")
         return outcome.experiment_dir
 
-    result = confirm.confirm(experiment_dir, k, seeds, metric, mode, run, echo=click.echo)
-    winner = result.candidates[0]
-    mean, std = winner.mean_std(metric)
-    searched = sorted(
-        {
-            n
-            for c in result.candidates
-            for n in c.config
-            if len({_key(d.config.get(n)) for d in result.candidates}) > 1
-        }
+    confirm_and_export(
+        experiment_dir, k, seeds, metric, mode, run, export_dir, force, echo=click.echo
     )
-    click.echo(f"\nconfirmed over {seeds} seeds each (mean ± std at each run's best epoch):")
-    for line in confirm.table(result, searched):
-        click.echo(line)
-    folder, row = result.representative
-    click.echo(
-        f"winner: the configuration of {winner.source_trial}, {metric} {mean:.4f} ± {std:.4f}; "
-        f"its run closest to the mean is {folder.name} ({metric} {row[metric]:.4f}, epoch {int(row['epoch'])})"
-    )
-    if export_dir is None:
-        return
-    found = best_checkpoint(folder, metric, mode, int(row["epoch"]))
-    if found is None:
-        raise SkinsearchError(f"{folder} has no checkpoint to export")
-    checkpoint, state, _ = found
-    best = BestTrial(
-        result.search,
-        metric,
-        mode,
-        TrialScore(folder.name, folder, row[metric], int(row["epoch"])),
-        "tune",
-        len(winner.runs),
-    )
-    protocol = {
-        "protocol": f"mean over {seeds} seeds of the top {k} configurations (best --confirm)",
-        "mean": mean,
-        "std": std,
-        "seeds": [
-            int(json.loads((f / "params.json").read_text()).get("seed", 0)) for f, _ in winner.runs
-        ],
-        "searched_in": saved["search"],
-        "confirmed_in": result.search,
-        "exported_run": "the winner's run closest to its mean",
-    }
-    path = export_bundle(checkpoint, state, best, export_dir, force, protocol)
-    click.echo(f"exported to {path}   (try: skinsearch predict {path} IMAGE...)")
-
-
-def _key(value: Any) -> str:
-    return repr(value)
 
 
 @main.command()

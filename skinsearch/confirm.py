@@ -130,6 +130,63 @@ def confirm(
     return Confirmation(folder.name, metric, mode, seeds, scored, representative)
 
 
+def confirm_and_export(
+    experiment_dir: Path,
+    k: int,
+    seeds: int,
+    metric: str,
+    mode: str,
+    run: Callable[[Any, list[dict[str, Any]], str], Path],
+    export_dir: Path | None,
+    force: bool,
+    echo: Callable[[str], None] = print,
+) -> Confirmation:
+    """``confirm``, then print the candidates and the winner, and export the winner's run
+    closest to its mean to ``export_dir`` (its ``config.yaml`` records the protocol)."""
+    from skinsearch.checkpoints import best_checkpoint
+    from skinsearch.results import BestTrial, TrialScore, export_bundle
+
+    result = confirm(experiment_dir, k, seeds, metric, mode, run, echo)
+    winner = result.candidates[0]
+    mean, std = winner.mean_std(metric)
+    searched = sorted(
+        name
+        for name in winner.config
+        if len({repr(c.config.get(name)) for c in result.candidates}) > 1
+    )
+    echo(f"\nconfirmed over {seeds} seeds each (mean ± std at each run's best epoch):")
+    for line in table(result, searched):
+        echo(line)
+    folder, row = result.representative
+    echo(
+        f"winner: the configuration of {winner.source_trial}, {metric} {mean:.4f} ± {std:.4f}; "
+        f"its run closest to the mean is {folder.name} ({metric} {row[metric]:.4f}, "
+        f"epoch {int(row['epoch'])})"
+    )
+    if export_dir is None:
+        return result
+    found = best_checkpoint(folder, metric, mode, int(row["epoch"]))
+    if found is None:
+        raise ResultsError(f"{folder} has no checkpoint to export")
+    checkpoint, state, _ = found
+    score = TrialScore(folder.name, folder, row[metric], int(row["epoch"]))
+    best = BestTrial(result.search, metric, mode, score, "tune", len(winner.runs))
+    protocol = {
+        "protocol": f"mean over {seeds} seeds of the top {k} configurations (best --confirm)",
+        "mean": mean,
+        "std": std,
+        "seeds": [
+            int(json.loads((f / "params.json").read_text()).get("seed", 0)) for f, _ in winner.runs
+        ],
+        "searched_in": experiment_dir.name,
+        "confirmed_in": result.search,
+        "exported_run": "the winner's run closest to its mean",
+    }
+    path = export_bundle(checkpoint, state, best, export_dir, force, protocol)
+    echo(f"exported to {path}   (try: skinsearch predict {path} IMAGE...)")
+    return result
+
+
 def table(result: Confirmation, searched: list[str]) -> list[str]:
     """The candidates as text rows: mean ± std of each reported metric over the seeds."""
     header = ["rank", "from trial", "runs", *REPORTED, *searched]

@@ -19,10 +19,10 @@ import ray
 import torch
 from ray import tune
 
+from skinsearch.board import TrialBoard
 from skinsearch.hparams import HParams
 from skinsearch.space import decode_config
 from skinsearch.spec import TrainSpec
-from skinsearch.tracking import TrialBoard
 from skinsearch.trainer import Trainer
 
 

@@ -163,3 +163,24 @@ def test_a_search_name_cannot_leave_the_storage_folder(name: str, tmp_path: Path
         "starting with a letter or digit)"
     )
     assert not (tmp_path / "outside").exists()
+
+
+def test_resume_needs_the_search_and_the_same_file(tmp_path: Path) -> None:
+    from skinsearch.spec import loads_spec
+
+    file = tmp_path / "space.yaml"
+    file.write_text(OK.format(data=tmp_path) + "train: {max_epochs: 3}\n")
+    storage = tmp_path / "r"
+    message = one_line_error(["run", str(file), "--storage", str(storage), "--resume"])
+    assert message == f"--resume: no search named 't' under {storage}; check --name and --storage"
+
+    started_with = loads_spec(OK.format(data=tmp_path) + "train: {max_epochs: 4}\n")
+    (storage / "t").mkdir(parents=True)
+    (storage / "t" / "search.yaml").write_text(
+        yaml.safe_dump({"spec": started_with.to_yaml_dict(), "search": "t", "trials": 1})
+    )
+    message = one_line_error(["run", str(file), "--storage", str(storage), "--resume"])
+    assert message == (
+        f"--resume: {file} (train) differs from the search 't' was started with; resume with "
+        "the same file and options, or start a new search without --resume"
+    )

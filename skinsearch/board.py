@@ -1,0 +1,69 @@
+"""TensorBoard events for one trial, written from inside the trial (no Ray, no MLflow here)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skinsearch.plots import confusion_image
+
+
+class TrialBoard:
+    """TensorBoard events for one trial: scalars every epoch; the first epoch's inputs and
+    weights; at every improvement the classification report, the confusion matrix as a table
+    and as a heatmap image (drawn in NumPy: a Matplotlib figure cost more than a small model's
+    epoch)."""
+
+    def __init__(self, logdir: str | Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        # flushed every few seconds and at close, not every epoch (small models' epochs are short)
+        self.writer = SummaryWriter(str(logdir), flush_secs=5)
+
+    def log_epoch(
+        self,
+        epoch: int,
+        metrics: dict[str, float],
+        improved: bool,
+        evaluation: Any,
+        model: Any = None,
+        val_images: np.ndarray | None = None,
+    ) -> None:
+        """Write one epoch. ``model`` and ``val_images`` are logged when given (first epoch)."""
+        for key, value in metrics.items():
+            if key != "epoch" and _finite(value):
+                self.writer.add_scalar(key, value, epoch)
+        if val_images is not None:
+            self.writer.add_images("val/first_batch", val_images, epoch, dataformats="NHWC")
+        if model is not None:
+            for name, param in model.named_parameters():
+                self.writer.add_histogram(f"weights/{name}", param.detach().cpu(), epoch)
+        if improved:
+            text = "    " + evaluation.report_text().replace("\n", "\n    ")  # markdown code block
+            self.writer.add_text("classification_report", text, epoch)
+            self.writer.add_text("confusion_matrix_table", _markdown_confusion(evaluation), epoch)
+            self.writer.add_image(
+                "confusion_matrix", confusion_image(evaluation.confusion), epoch, dataformats="HWC"
+            )
+
+    def close(self) -> None:
+        """Flush and close the event file."""
+        self.writer.close()
+
+
+def _markdown_confusion(evaluation: Any) -> str:
+    names = evaluation.class_names
+    head = "| true \\ predicted | " + " | ".join(names) + " |"
+    rule = "|---" * (len(names) + 1) + "|"
+    rows = [
+        f"| {name} | " + " | ".join(str(c) for c in row) + " |"
+        for name, row in zip(names, evaluation.confusion, strict=True)
+    ]
+    return "\n".join([head, rule, *rows])
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
