@@ -77,7 +77,8 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
     configs = _configs(spec, options)
     planned = len(configs) if configs is not None else _tpe_trials(spec, options)
     echo(
-        f"search {options.name}: {planned} of {space.num_trials(spec)} trials of {spec.model}; "
+        f"search {options.name}: {planned} of "
+        f"{planned if options.configs is not None else space.num_trials(spec)} trials of {spec.model}; "
         f"results in {options.storage / options.name}"
     )
     files = scan_dataset(_data_root(spec), spec.data.val_fraction, spec.search.seed)
