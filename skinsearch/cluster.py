@@ -64,6 +64,7 @@ def start_ray(
             num_gpus=gpus,
             include_dashboard=True,
             dashboard_host=dashboard_host,
+            dashboard_port=_dashboard_port(dashboard_host),
             _node_ip_address=LOOPBACK,
             logging_level=logging.WARNING,
             log_to_driver=False,
@@ -86,6 +87,21 @@ def start_ray(
         )
     if spec.resources.gpus_per_trial and not resources.get("GPU"):
         echo("no GPU in this Ray cluster: trials run on CPUs (resources.gpus_per_trial is ignored)")
+
+
+def _dashboard_port(host: str, preferred: int = 8265) -> int:
+    # Ray's usual port, or a free one when another Ray (another search) already holds it: Ray
+    # itself would start without a dashboard
+    import socket
+
+    for port in (preferred, 0):
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    return preferred
 
 
 def _unschedulable(spec: SearchSpec, resources: dict[str, float]) -> str:
