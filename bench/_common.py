@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,15 @@ from skinsearch import space
 from skinsearch.data.decode import _channel_stats, load_image
 from skinsearch.data.folders import DatasetFiles
 from skinsearch.spec import SearchSpec, parse_spec
+
+
+def slice_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments that choose the slice of a search space both sides run."""
+    parser.add_argument("space", type=Path)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--input-size", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--trials", type=int, default=None)
 
 
 def bench_spec(

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import bench_spec
+from _common import bench_spec, slice_arguments
 from seed_baseline import run_baseline
 
 from skinsearch.data.decode import decode_count
@@ -111,11 +111,7 @@ def _cpus() -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("space", type=Path)
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--input-size", type=int, default=None)
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--trials", type=int, default=None)
+    slice_arguments(parser)
     parser.add_argument("--workers", type=int, default=2, help="baseline DataLoader workers")
     parser.add_argument("--cpus", type=int, default=None, help="CPUs Ray may use")
     parser.add_argument("--json", type=Path, help="also write the figures here")

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import bench_spec, channel_stats
+from _common import bench_spec, channel_stats, slice_arguments
 
 from skinsearch import space
 from skinsearch.data import scan_dataset
@@ -206,11 +206,7 @@ def run_baseline(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("space", type=Path)
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--input-size", type=int, default=None)
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--trials", type=int, default=None)
+    slice_arguments(parser)
     parser.add_argument("--workers", type=int, default=0)
     args = parser.parse_args()
     spec, configs = bench_spec(args.space, args.data, args.input_size, args.epochs, args.trials)

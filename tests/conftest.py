@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -43,3 +46,16 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     import os
 
     os.environ["SKINSEARCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+
+
+def spawn_skinsearch(*args: str, output: bool = True) -> subprocess.Popen[str]:
+    """``python -m skinsearch ARGS`` in its own process group (so a test can Ctrl-C or kill it
+    and everything it started), with its output on a pipe unless ``output`` is False."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "skinsearch", *args],
+        stdout=subprocess.PIPE if output else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if output else subprocess.DEVNULL,
+        text=True,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        start_new_session=True,
+    )

@@ -13,7 +13,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -26,6 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from skinsearch.cli import main
+from tests.conftest import spawn_skinsearch
 from tests.test_mlflow_server import MlflowServer, free_port
 
 CHROMIUM = next(
@@ -160,24 +160,7 @@ def running_search(tiny_images: Path, tmp_path: Path) -> Iterator[str]:
         "params:\n  input_size: 16\n  hidden_sizes: [16]\n  lr: {grid: [0.001, 0.002]}\n"
     )
     storage = tmp_path / "r"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "skinsearch",
-            "run",
-            str(space),
-            "--storage",
-            str(storage),
-            "--cpus",
-            "2",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"),
-        start_new_session=True,
-    )
+    proc = spawn_skinsearch("run", str(space), "--storage", str(storage), "--cpus", "2")
     try:
         assert proc.stdout is not None
         dashboard = ""

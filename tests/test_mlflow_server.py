@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from skinsearch.cli import main
+from tests.conftest import spawn_skinsearch
 
 pytestmark = pytest.mark.slow
 
@@ -167,24 +168,8 @@ def test_a_server_down_mid_search_loses_nothing_and_sync_relogs_it(
         "params:\n  input_size: 16\n  hidden_sizes: [16]\n  lr: {grid: [0.001, 0.002, 0.003]}\n"
     )
     storage = tmp_path / "results"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "skinsearch",
-            "run",
-            str(space),
-            "--storage",
-            str(storage),
-            "--cpus",
-            "2",
-            "--mlflow-uri",
-            server.url,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
+    proc = spawn_skinsearch(
+        "run", str(space), "--storage", str(storage), "--cpus", "2", "--mlflow-uri", server.url
     )
     try:
         deadline = time.monotonic() + 120

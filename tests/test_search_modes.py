@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from skinsearch.cli import main
+from tests.conftest import spawn_skinsearch
 
 pytestmark = pytest.mark.slow
 
@@ -75,25 +74,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_trials(tiny_images: Path, tmp_p
         "  lr: {grid: [1000000.0, 0.001, 0.002]}\n"
     )
     storage = tmp_path / "r"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "skinsearch",
-            "run",
-            str(space),
-            "--storage",
-            str(storage),
-            "--cpus",
-            "2",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
+    proc = spawn_skinsearch("run", str(space), "--storage", str(storage), "--cpus", "2")
     assert proc.stdout is not None
     output = []
     deadline = time.monotonic() + 120
@@ -190,12 +171,7 @@ def test_a_killed_driver_resumes_with_run_resume(tiny_images: Path, tmp_path: Pa
     )
     storage = tmp_path / "r"
     args = ["run", str(space), "--storage", str(storage), "--cpus", "2"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "skinsearch", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = spawn_skinsearch(*args, output=False)
 
     def finished() -> dict[Path, int]:
         done = {}
