@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from skinsearch import space
 from skinsearch.errors import ResultsError
-from skinsearch.spec import SchedulerSpec, parse_spec
+from skinsearch.results import load_search
+from skinsearch.spec import SchedulerSpec
 from skinsearch.trials import read_trial
 
 REPORTED = ["val_acc", "val_balanced_acc", "val_macro_f1", "val_auc", "val_loss"]
@@ -60,9 +60,8 @@ def top_configs(
     experiment_dir: Path, k: int, metric: str, mode: str
 ) -> list[tuple[str, dict[str, Any]]]:
     """The ``k`` best trials of a search by their best epoch on ``metric``: (name, config)."""
-    saved = yaml.safe_load((experiment_dir / "search.yaml").read_text())
-    spec = parse_spec(saved["spec"], str(experiment_dir / "search.yaml"))
-    fixed = {n: p.values[0] for n, p in space.domains(spec).items() if p.kind == "fixed"}
+    saved, spec = load_search(experiment_dir)
+    fixed = space.fixed_hparams(spec)
     sign = 1.0 if mode == "max" else -1.0
     records = [
         r
@@ -91,8 +90,7 @@ def confirm(
 
     ``run(spec, configs, name)`` runs a search of exactly ``configs`` and returns its folder.
     """
-    saved = yaml.safe_load((experiment_dir / "search.yaml").read_text())
-    spec = parse_spec(saved["spec"], str(experiment_dir / "search.yaml"))
+    saved, spec = load_search(experiment_dir)
     top = top_configs(experiment_dir, k, metric, mode)
     candidates = [
         Candidate({n: v for n, v in config.items() if n != "seed"}, name) for name, config in top
@@ -109,7 +107,7 @@ def confirm(
     confirm_spec = spec.model_copy(update={"scheduler": SchedulerSpec(type="none")})
     folder = run(confirm_spec, configs, f"{saved['search']}-confirm")
 
-    fixed = {n: p.values[0] for n, p in space.domains(spec).items() if p.kind == "fixed"}
+    fixed = space.fixed_hparams(spec)
     by_key = {_key(c.config): c for c in candidates}
     for trial_dir in sorted(folder.glob("trial_*/")):
         record = read_trial(trial_dir, metric, mode, fixed)

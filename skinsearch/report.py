@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from skinsearch import space
 from skinsearch.checkpoints import best_checkpoint
 from skinsearch.errors import SkinsearchError
 from skinsearch.metrics import Evaluation
 from skinsearch.plots import plt, save_confusion_png
-from skinsearch.spec import SearchSpec, parse_spec
+from skinsearch.results import load_search
+from skinsearch.spec import SearchSpec
 from skinsearch.tracking import SearchTracker, check_tracking_uri
 from skinsearch.trials import result_rows, trial_end
 
@@ -49,8 +49,7 @@ class Trial:
 
 def write_report(experiment_dir: Path, out: Path | None = None) -> Path:
     """Write ``index.html`` and its figures to ``out`` (default: the search's ``report/``)."""
-    saved = yaml.safe_load((experiment_dir / "search.yaml").read_text())
-    spec = parse_spec(saved["spec"], str(experiment_dir / "search.yaml"))
+    saved, spec = load_search(experiment_dir)
     out = out or experiment_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     trials = _trials(experiment_dir, spec)
@@ -77,10 +76,9 @@ def log_report(experiment_dir: Path, folder: Path, tracking_uri: str | None = No
     Raises:
         SkinsearchError: when MLflow cannot be reached or has no run of this search.
     """
-    saved = yaml.safe_load((experiment_dir / "search.yaml").read_text())
+    saved, spec = load_search(experiment_dir)
     uri = tracking_uri or saved["tracking_uri"]
     check_tracking_uri(uri)
-    spec = parse_spec(saved["spec"], str(experiment_dir / "search.yaml"))
     tracker = SearchTracker(
         uri, spec.name, saved["search"], spec.train.metric, spec.train.resolved_mode
     )
@@ -98,7 +96,7 @@ def _trials(experiment_dir: Path, spec: SearchSpec) -> list[Trial]:
     import json
 
     metric, sign = spec.train.metric, (1.0 if spec.train.resolved_mode == "max" else -1.0)
-    fixed = {n: p.values[0] for n, p in space.domains(spec).items() if p.kind == "fixed"}
+    fixed = space.fixed_hparams(spec)
     out = []
     for params in sorted(experiment_dir.glob("trial_*/params.json")):
         rows = [r for r in result_rows(params.parent) if metric in r]

@@ -20,8 +20,10 @@ import yaml
 
 from skinsearch.checkpoints import write_evaluation
 from skinsearch.errors import ResultsError
+from skinsearch.spec import SearchSpec, parse_spec
 from skinsearch.tracking import SEARCH_TAG, TRIAL_DIR_TAG, TRIAL_TAG, default_tracking_uri
 
+SEARCH_FILE = "search.yaml"  # written by tuner.run_search beside the trials
 BUNDLE_FILES = ("config.yaml", "model_state.pt")
 
 
@@ -67,6 +69,13 @@ def find_search(storage: Path, name: str | None) -> Path:
             f"no search under {storage}; run `skinsearch run FILE` first or pass --storage"
         )
     return found[-1].parent
+
+
+def load_search(experiment_dir: Path) -> tuple[dict[str, Any], SearchSpec]:
+    """A search's ``search.yaml`` (name, classes, trial count, tracking URI) and its spec."""
+    path = experiment_dir / SEARCH_FILE
+    saved = yaml.safe_load(path.read_text())
+    return saved, parse_spec(saved["spec"], str(path))
 
 
 def find_best(

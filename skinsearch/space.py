@@ -39,6 +39,12 @@ def domains(spec: SearchSpec) -> dict[str, Param]:
     return out
 
 
+def fixed_hparams(spec: SearchSpec) -> dict[str, Any]:
+    """Hyperparameters with one value in the whole search. They stay out of Tune's config (and
+    its progress table); trials, MLflow params and tools that rebuild a trial get them here."""
+    return {name: p.values[0] for name, p in domains(spec).items() if p.kind == "fixed"}
+
+
 def num_trials(spec: SearchSpec) -> int:
     """How many trials the spec runs: grid combinations x num_samples, or num_samples."""
     if spec.search.sampler != "grid":

@@ -12,11 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from skinsearch import space
 from skinsearch.errors import SkinsearchError
-from skinsearch.spec import parse_spec
+from skinsearch.results import load_search
 from skinsearch.tracking import SearchTracker, TrialRecord, check_tracking_uri
 from skinsearch.trials import logged_metrics, read_trial, result_rows, trial_end
 
@@ -35,12 +33,11 @@ def sync_search(
     experiment_dir: Path, tracking_uri: str | None, echo: Callable[[str], None] = print
 ) -> SyncReport:
     """Bring MLflow up to date with the search in ``experiment_dir``; see the module docstring."""
-    saved = yaml.safe_load((experiment_dir / "search.yaml").read_text())
-    spec = parse_spec(saved["spec"], str(experiment_dir / "search.yaml"))
+    saved, spec = load_search(experiment_dir)
     uri = tracking_uri or saved["tracking_uri"]
     check_tracking_uri(uri)
     metric, mode = spec.train.metric, spec.train.resolved_mode
-    fixed = {n: p.values[0] for n, p in space.domains(spec).items() if p.kind == "fixed"}
+    fixed = space.fixed_hparams(spec)
     tracker = SearchTracker(uri, spec.name, saved["search"], metric, mode)
     report = SyncReport()
 

@@ -111,7 +111,7 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
         )
         del decoded  # the object store holds the one copy
         if options.resume:
-            fixed = _fixed_hparams(spec)
+            fixed = space.fixed_hparams(spec)
             tracker.resume_search(
                 lambda folder: read_trial(
                     Path(folder), spec.train.metric, spec.train.resolved_mode, fixed
@@ -262,7 +262,7 @@ def _build_tuner(
     # a trial that fails deterministically reports its error without metrics (train.py)
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     metric, mode = spec.train.metric, spec.train.resolved_mode
-    fixed = _fixed_hparams(spec)
+    fixed = space.fixed_hparams(spec)
     context = TrialContext(
         spec.model,
         spec.train,
@@ -414,9 +414,3 @@ def _tpe_space(spec: SearchSpec) -> dict[str, Any]:
     out = {name: domain(p) for name, p in space.domains(spec).items() if p.kind != "fixed"}
     out["seed"] = spec.search.seed
     return out
-
-
-def _fixed_hparams(spec: SearchSpec) -> dict[str, Any]:
-    # Hyperparameters with one value stay out of Tune's config (and its progress table); each
-    # trial, and each MLflow run's params, gets them from here.
-    return {name: p.values[0] for name, p in space.domains(spec).items() if p.kind == "fixed"}
