@@ -31,6 +31,7 @@ from seed_baseline import run_baseline
 
 from skinsearch.data.decode import decode_count
 from skinsearch.spec import SearchSpec
+from skinsearch.storage import Storage
 from skinsearch.tuner import RunOptions, run_search
 
 
@@ -41,7 +42,9 @@ def run_skinsearch(spec: SearchSpec, trials: int, cpus: int | None) -> dict[str,
     decodes_before = decode_count()
     started = time.perf_counter()
     outcome = run_search(
-        spec, RunOptions(storage=storage, name="bench", cpus=cpus, max_trials=trials), lines.append
+        spec,
+        RunOptions(storage=Storage(storage), name="bench", cpus=cpus, max_trials=trials),
+        lines.append,
     )
     wall = time.perf_counter() - started
     rows = [_results(path) for path in sorted(outcome.experiment_dir.glob("trial_*/result.json"))]

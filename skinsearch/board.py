@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from skinsearch.plots import confusion_image
+from skinsearch.storage import is_uri, upload
 
 
 class TrialBoard:
@@ -17,11 +20,14 @@ class TrialBoard:
     and as a heatmap image (drawn in NumPy: a Matplotlib figure cost more than a small model's
     epoch)."""
 
-    def __init__(self, logdir: str | Path) -> None:
+    def __init__(self, logdir: str) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
+        # A URI (object-store storage) is written in a local folder and uploaded by ``sync``.
+        self.uri = logdir if is_uri(logdir) else None
+        local = tempfile.mkdtemp(prefix="skinsearch-tb-") if self.uri else logdir
         # flushed every few seconds and at close, not every epoch (small models' epochs are short)
-        self.writer = SummaryWriter(str(logdir), flush_secs=5)
+        self.writer = SummaryWriter(local, flush_secs=5)
 
     def log_epoch(
         self,
@@ -49,9 +55,19 @@ class TrialBoard:
                 "confusion_matrix", confusion_image(evaluation.confusion), epoch, dataformats="HWC"
             )
 
+    def sync(self) -> None:
+        """Upload the events written so far, for a URI log folder (checkpoints call this, so a
+        lost node loses no more of them than of its checkpoints)."""
+        if self.uri is not None:
+            self.writer.flush()
+            upload(Path(self.writer.log_dir), self.uri)
+
     def close(self) -> None:
-        """Flush and close the event file."""
+        """Flush and close the event file (and upload it, for a URI)."""
         self.writer.close()
+        if self.uri is not None:
+            upload(Path(self.writer.log_dir), self.uri)
+            shutil.rmtree(self.writer.log_dir, ignore_errors=True)
 
 
 def _markdown_confusion(evaluation: Any) -> str:

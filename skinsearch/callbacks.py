@@ -12,10 +12,11 @@ from skinsearch.tracking import SearchTracker
 from skinsearch.trials import logged_metrics
 
 
-def tracking_callback(tracker: SearchTracker, fixed: dict[str, Any]) -> Any:
+def tracking_callback(tracker: SearchTracker, fixed: dict[str, Any], location: str) -> Any:
     """A Tune callback that opens, fills and closes each trial's MLflow run through ``tracker``.
 
     ``fixed`` holds the hyperparameters left out of Tune's config; they are logged as params too.
+    ``location`` is the search's folder or URI: each trial's is recorded under it.
     """
     from ray.tune import Callback
 
@@ -30,7 +31,8 @@ def tracking_callback(tracker: SearchTracker, fixed: dict[str, Any]) -> Any:
             self, iteration: int, trials: list[Any], trial: Any, **info: Any
         ) -> None:
             config = {**fixed, **space.decode_config(trial.config)}
-            tracker.start_trial(trial.trial_id, str(trial), config, str(trial.path))
+            folder = f"{location}/{Path(trial.path).name}"
+            tracker.start_trial(trial.trial_id, str(trial), config, folder)
 
         def on_trial_result(
             self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any

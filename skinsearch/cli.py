@@ -15,12 +15,15 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from skinsearch import __version__
 from skinsearch.errors import SkinsearchError
+
+if TYPE_CHECKING:
+    from skinsearch.storage import Storage
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_STORAGE = "skinsearch-results"
@@ -112,10 +115,9 @@ def validate(file: Path) -> None:
 )
 @click.option(
     "--storage",
-    type=click.Path(path_type=Path),
     default=DEFAULT_STORAGE,
     show_default=True,
-    help="Results folder (made absolute).",
+    help="Results folder (made absolute), or s3://BUCKET/PREFIX that every Ray node can reach.",
 )
 @click.option("--name", help="Search name (default: the file's `name`, numbered if taken).")
 @click.option(
@@ -156,7 +158,7 @@ def run(
     gpus: int | None,
     cpus: int | None,
     address: str | None,
-    storage: Path,
+    storage: str,
     name: str | None,
     mlflow_uri: str | None,
     data_path: str | None,
@@ -169,18 +171,20 @@ def run(
     """Run the search that FILE describes on Ray Tune."""
     from skinsearch import space
     from skinsearch.spec import load_spec
+    from skinsearch.storage import open_storage
     from skinsearch.summary import summary_lines
     from skinsearch.tuner import RunOptions, run_search
 
     spec = _with_overrides(load_spec(file), data_path, max_epochs)
     space.check_space(spec, str(file))
-    storage = _writable_storage(storage)
+    where = open_storage(storage, write=True)
+    where.pull()  # the searches already there (a URI's), to name this one
     if resume:
-        name, mlflow_uri, max_trials = _resumable(storage, name or spec.name, spec, file)
+        name, mlflow_uri, max_trials = _resumable(where, name or spec.name, spec, file)
     else:
-        name = _search_name(storage, name or spec.name, explicit=name is not None)
+        name = _search_name(where, name or spec.name, explicit=name is not None)
     options = RunOptions(
-        storage=storage,
+        storage=where,
         name=name,
         cpus=cpus,
         gpus=_check_gpus(gpus, address),
@@ -205,7 +209,10 @@ def run(
 @main.command()
 @click.option("--name", help="Search name (default: the most recent under --storage).")
 @click.option(
-    "--storage", type=click.Path(path_type=Path), default=DEFAULT_STORAGE, show_default=True
+    "--storage",
+    default=DEFAULT_STORAGE,
+    show_default=True,
+    help="Results folder, or s3://BUCKET/PREFIX.",
 )
 @click.option(
     "--out",
@@ -218,15 +225,17 @@ def run(
     help="MLflow tracking URI (default: the one the search used).",
 )
 @_user_errors
-def report(name: str | None, storage: Path, out: Path | None, mlflow_uri: str | None) -> None:
+def report(name: str | None, storage: str, out: Path | None, mlflow_uri: str | None) -> None:
     """Write an HTML report of a search (leaderboard, what each hyperparameter did, curves,
     confusion matrix, importance, ASHA) and attach it to the search's MLflow run."""
     from skinsearch.report import log_report, write_report
-    from skinsearch.results import find_search
 
-    folder = find_search(storage.resolve(), name)
+    where, folder = _find_search(storage, name, models=False)
     page = write_report(folder, out.resolve() if out else None)
     click.echo(f"report: {page}")
+    if out is None and where.uri is not None:
+        where.push(page.parent)
+        click.echo(f"report copied to {where.location(f'{folder.name}/{page.parent.name}')}")
     try:
         run_id = log_report(folder, page.parent, mlflow_uri)
         click.echo(f"logged to MLflow run {run_id} under report/")
@@ -237,7 +246,10 @@ def report(name: str | None, storage: Path, out: Path | None, mlflow_uri: str | 
 @main.command("sync-mlflow")
 @click.option("--name", help="Search name (default: the most recent under --storage).")
 @click.option(
-    "--storage", type=click.Path(path_type=Path), default=DEFAULT_STORAGE, show_default=True
+    "--storage",
+    default=DEFAULT_STORAGE,
+    show_default=True,
+    help="Results folder, or s3://BUCKET/PREFIX.",
 )
 @click.option(
     "--mlflow-uri",
@@ -245,18 +257,21 @@ def report(name: str | None, storage: Path, out: Path | None, mlflow_uri: str | 
     help="MLflow tracking URI (default: the one the search used).",
 )
 @_user_errors
-def sync_mlflow(name: str | None, storage: Path, mlflow_uri: str | None) -> None:
+def sync_mlflow(name: str | None, storage: str, mlflow_uri: str | None) -> None:
     """Re-log a search's trials into MLflow from Tune's files (after the server was down)."""
-    from skinsearch.results import find_search
     from skinsearch.sync import sync_search
 
-    sync_search(find_search(storage.resolve(), name), mlflow_uri, echo=click.echo)
+    _, folder = _find_search(storage, name, models=False)
+    sync_search(folder, mlflow_uri, echo=click.echo)
 
 
 @main.command()
 @click.option("--name", help="Search name (default: the most recent under --storage).")
 @click.option(
-    "--storage", type=click.Path(path_type=Path), default=DEFAULT_STORAGE, show_default=True
+    "--storage",
+    default=DEFAULT_STORAGE,
+    show_default=True,
+    help="Results folder, or s3://BUCKET/PREFIX.",
 )
 @click.option("--metric", default="val_acc", show_default=True, help="Any reported metric.")
 @click.option(
@@ -291,7 +306,7 @@ def sync_mlflow(name: str | None, storage: Path, mlflow_uri: str | None) -> None
 @_user_errors
 def best(
     name: str | None,
-    storage: Path,
+    storage: str,
     metric: str,
     mode: str | None,
     export_dir: Path | None,
@@ -307,22 +322,25 @@ def best(
     (a new search, <name>-confirm), print mean ± std of every metric, and choose the winner
     on the mean; --export then writes the winner's run closest to that mean."""
     from skinsearch.checkpoints import best_checkpoint
-    from skinsearch.results import (
-        check_export_dir,
-        epoch_metrics,
-        export_bundle,
-        find_best,
-        find_search,
-    )
+    from skinsearch.results import check_export_dir, epoch_metrics, export_bundle, find_best
 
     mode = mode or ("min" if metric.endswith("_loss") else "max")
     if export_dir is not None:
         export_dir = export_dir.expanduser().resolve()
         check_export_dir(export_dir, force)  # before any work
-    experiment_dir = find_search(storage.expanduser().resolve(), name)
+    where, experiment_dir = _find_search(storage, name, models=export_dir is not None)
     if confirm_k is not None:
         _confirm_best(
-            experiment_dir, confirm_k, seeds, metric, mode, cpus, mlflow_uri, export_dir, force
+            where,
+            experiment_dir,
+            confirm_k,
+            seeds,
+            metric,
+            mode,
+            cpus,
+            mlflow_uri,
+            export_dir,
+            force,
         )
         return
     result = find_best(experiment_dir, metric, mode, mlflow_uri)
@@ -357,6 +375,7 @@ def best(
 
 
 def _confirm_best(
+    storage: Storage,
     experiment_dir: Path,
     k: int,
     seeds: int,
@@ -373,7 +392,6 @@ def _confirm_best(
     from skinsearch.tuner import RunOptions, run_search
 
     saved = yaml.safe_load((experiment_dir / "search.yaml").read_text())
-    storage = experiment_dir.parent
 
     def run(spec: Any, configs: list[dict[str, Any]], name: str) -> Path:
         options = RunOptions(
@@ -386,6 +404,8 @@ def _confirm_best(
         outcome = run_search(spec, options, echo=click.echo)
         if outcome.interrupted:
             raise SkinsearchError("the confirmation was interrupted; nothing was chosen")
+        if export_dir is not None:
+            storage.pull(options.name)  # a URI's models, for the export (a folder's are there)
         return outcome.experiment_dir
 
     confirm_and_export(
@@ -433,36 +453,37 @@ def _with_overrides(spec: Any, data_path: str | None, max_epochs: int | None) ->
     return spec
 
 
-def _writable_storage(storage: Path) -> Path:
-    storage = storage.expanduser().resolve()
-    try:
-        storage.mkdir(parents=True, exist_ok=True)
-        probe = storage / ".skinsearch-write-test"
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        raise SkinsearchError(
-            f"--storage: cannot write to {storage} ({exc.strerror}); choose a writable folder"
-        ) from None
-    return storage
+def _find_search(storage: str, name: str | None, models: bool) -> tuple[Storage, Path]:
+    """The storage ``--storage`` names and the folder of search ``name`` (default: the latest)
+    in it, copied down first when the storage is a URI (with its models when ``models``)."""
+    from skinsearch.results import find_search
+    from skinsearch.storage import open_storage
+
+    where = open_storage(storage, write=False)
+    where.pull()
+    folder = find_search(where.folder, name, shown=str(where))
+    where.pull(folder.name, models=models)
+    return where, folder
 
 
-def _search_name(storage: Path, name: str, explicit: bool) -> str:
+def _search_name(storage: Storage, name: str, explicit: bool) -> str:
     _check_name(name)
-    if not (storage / name).exists():
+    # a URI's searches are in its mirror (pulled before): any name there is taken
+    folder = storage.folder
+    if not (folder / name).exists():
         return name
     if explicit:
         raise SkinsearchError(
             f"--name: a search named {name!r} already exists under {storage}; choose another name"
         )
     n = 2
-    while (storage / f"{name}-{n}").exists():
+    while (folder / f"{name}-{n}").exists():
         n += 1
     return f"{name}-{n}"
 
 
 def _resumable(
-    storage: Path, name: str, spec: Any, file: Path
+    storage: Storage, name: str, spec: Any, file: Path
 ) -> tuple[str, str | None, int | None]:
     """The search to resume (the given name, else the latest numbered from it), checked against
     FILE; returns its name, tracking URI and planned trial count."""
@@ -470,13 +491,13 @@ def _resumable(
 
     _check_name(name)
     candidates = [name] + [f"{name}-{n}" for n in range(2, 1000)]
-    existing = [c for c in candidates if (storage / c / "search.yaml").is_file()]
+    existing = [c for c in candidates if (storage.folder / c / "search.yaml").is_file()]
     if not existing:
         raise SkinsearchError(
             f"--resume: no search named {name!r} under {storage}; check --name and --storage"
         )
     found = existing[-1]
-    saved = yaml.safe_load((storage / found / "search.yaml").read_text())
+    saved = yaml.safe_load((storage.folder / found / "search.yaml").read_text())
     if saved["spec"] != spec.to_yaml_dict():
         differ = sorted(
             k

@@ -21,9 +21,9 @@ import yaml
 from skinsearch.checkpoints import write_evaluation
 from skinsearch.errors import ResultsError
 from skinsearch.spec import SearchSpec, parse_spec
+from skinsearch.storage import SEARCH_FILE
 from skinsearch.tracking import SEARCH_TAG, TRIAL_DIR_TAG, TRIAL_TAG, default_tracking_uri
 
-SEARCH_FILE = "search.yaml"  # written by tuner.run_search beside the trials
 BUNDLE_FILES = ("config.yaml", "model_state.pt")
 
 
@@ -51,22 +51,22 @@ class BestTrial:
     note: str = ""
 
 
-def find_search(storage: Path, name: str | None) -> Path:
-    """The results folder of search ``name``, or of the most recent search under ``storage``."""
+def find_search(storage: Path, name: str | None, shown: str | None = None) -> Path:
+    """The results folder of search ``name``, or of the most recent search under ``storage``
+    (named ``shown`` in messages: a URI whose mirror ``storage`` is)."""
+    shown = shown or str(storage)
     if name is not None:
         folder = storage / name
-        if not (folder / "search.yaml").exists():
-            known = (
-                ", ".join(p.parent.name for p in sorted(storage.glob("*/search.yaml"))) or "none"
-            )
+        if not (folder / SEARCH_FILE).exists():
+            known = ", ".join(p.parent.name for p in sorted(storage.glob(f"*/{SEARCH_FILE}")))
             raise ResultsError(
-                f"no search named {name!r} under {storage} (searches there: {known})"
+                f"no search named {name!r} under {shown} (searches there: {known or 'none'})"
             )
         return folder
-    found = sorted(storage.glob("*/search.yaml"), key=lambda p: p.stat().st_mtime)
+    found = sorted(storage.glob(f"*/{SEARCH_FILE}"), key=lambda p: p.stat().st_mtime)
     if not found:
         raise ResultsError(
-            f"no search under {storage}; run `skinsearch run FILE` first or pass --storage"
+            f"no search under {shown}; run `skinsearch run FILE` first or pass --storage"
         )
     return found[-1].parent
 
@@ -86,15 +86,15 @@ def find_best(
     Raises:
         ResultsError: when no trial of the search has reported ``metric``.
     """
-    info = yaml.safe_load((experiment_dir / "search.yaml").read_text())
+    info = yaml.safe_load((experiment_dir / SEARCH_FILE).read_text())
     search, sign = info["search"], (1.0 if mode == "max" else -1.0)
     note = ""
     try:
         uri = (
-            tracking_uri or info.get("tracking_uri") or default_tracking_uri(Path(info["storage"]))
+            tracking_uri or info.get("tracking_uri") or default_tracking_uri(experiment_dir.parent)
         )
         scores, source = (
-            _scores_from_mlflow(uri, info["spec"]["name"], search, metric, sign),
+            _scores_from_mlflow(uri, info["spec"]["name"], search, metric, sign, experiment_dir),
             "mlflow",
         )
     except Exception as exc:  # MLflow unreachable or emptied: Tune's files still hold the results
@@ -244,7 +244,7 @@ def predict(bundle: Path, images: list[Path]) -> list[Prediction]:
 
 
 def _scores_from_mlflow(
-    uri: str, experiment: str, search: str, metric: str, sign: float
+    uri: str, experiment: str, search: str, metric: str, sign: float, experiment_dir: Path
 ) -> list[TrialScore]:
     from mlflow.tracking import MlflowClient
 
@@ -268,7 +268,8 @@ def _scores_from_mlflow(
         scores.append(
             TrialScore(
                 run.data.tags[TRIAL_TAG],
-                Path(run.data.tags[TRIAL_DIR_TAG]),
+                # the trial's folder under this search's (the tag may name a URI)
+                experiment_dir / run.data.tags[TRIAL_DIR_TAG].rstrip("/").rsplit("/", 1)[-1],
                 top.value,
                 top.step,
             )

@@ -13,6 +13,10 @@ def summary_lines(spec: SearchSpec, outcome: SearchOutcome) -> list[str]:
     """How the trials ended, the top 5 by the search's metric, and where to look next."""
     lines: list[str] = []
     metric = spec.train.metric
+    storage, name = (
+        outcome.storage or str(outcome.experiment_dir.parent),
+        outcome.experiment_dir.name,
+    )
     sign = 1.0 if spec.train.resolved_mode == "max" else -1.0
     trials = [t for t in outcome.trials.values() if t.best]
     trials.sort(key=lambda t: -sign * t.best.get(metric, -math.inf * sign))
@@ -44,14 +48,18 @@ def summary_lines(spec: SearchSpec, outcome: SearchOutcome) -> list[str]:
         lines.append(
             f"MLflow: {len(outcome.unlogged)} tracking call(s) failed (first: {outcome.unlogged[0][:160]}). "
             "Tune's files hold every result; when the server is back, re-log them with: "
-            f"skinsearch sync-mlflow --storage {outcome.experiment_dir.parent} "
-            f"--name {outcome.experiment_dir.name}"
+            f"skinsearch sync-mlflow --storage {storage} --name {name}"
         )
     lines.append("")
-    lines.append(f"results:     {outcome.experiment_dir}")
+    if storage == str(outcome.experiment_dir.parent):
+        lines.append(f"results:     {outcome.experiment_dir}")
+    else:
+        lines.append(
+            f"results:     {storage}/{name} (a copy without models: {outcome.experiment_dir})"
+        )
     lines.append(
-        f"best model:  skinsearch best --storage {outcome.experiment_dir.parent} "
-        f"--name {outcome.experiment_dir.name} --metric {metric} --export bundles/{outcome.experiment_dir.name}"
+        f"best model:  skinsearch best --storage {storage} "
+        f"--name {name} --metric {metric} --export bundles/{name}"
     )
     if outcome.tracking_uri.startswith("sqlite:"):
         lines.append(f"MLflow UI:   mlflow ui --backend-store-uri {outcome.tracking_uri}")

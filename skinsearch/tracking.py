@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
 import urllib.request
@@ -22,6 +23,8 @@ from typing import Any
 
 from skinsearch.checkpoints import best_checkpoint, write_evaluation
 from skinsearch.errors import SkinsearchError
+from skinsearch.storage import fetch, is_uri
+from skinsearch.trainer import STATE_FILE
 
 log = logging.getLogger(__name__)
 
@@ -359,7 +362,14 @@ class SearchTracker:
         return max(scored, key=lambda item: self.sign * item[1])[0]
 
     def _log_best_artifacts(self, record: TrialRecord) -> None:
-        found = best_checkpoint(Path(record.trial_dir), self.metric, self.mode)
+        remote = is_uri(record.trial_dir)
+        # only the checkpoints' state.json files are read: the models stay in the storage
+        folder = fetch(record.trial_dir, only=(STATE_FILE,)) if remote else Path(record.trial_dir)
+        try:
+            found = best_checkpoint(folder, self.metric, self.mode)
+        finally:
+            if remote:
+                shutil.rmtree(folder, ignore_errors=True)
         if found is None:
             return
         _, state, _ = found

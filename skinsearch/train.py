@@ -12,7 +12,6 @@ import resource
 import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import ray
@@ -33,7 +32,7 @@ class TrialContext:
     model: str
     train: TrainSpec
     data_refs: dict[int, Any]  # input size -> ObjectRef of DecodedData
-    tensorboard_dir: str  # absolute; one sub-folder per trial
+    tensorboard_dir: str  # an absolute folder or a URI; one sub-folder per trial
     cpus_per_trial: float
     fixed: dict[str, Any]  # hyperparameters with one value in the whole search
 
@@ -55,7 +54,7 @@ def run_trial(config: dict[str, Any], *, context: TrialContext) -> None:
             return
 
     trial_name = tune.get_context().get_trial_name()
-    board = TrialBoard(Path(context.tensorboard_dir) / trial_name)
+    board = TrialBoard(f"{context.tensorboard_dir}/{trial_name}")
     node_id = ray.get_runtime_context().get_node_id()
     fit_seconds = 0.0  # inside fit_epoch: what the trial is for; the rest is overhead
     try:
@@ -88,6 +87,7 @@ def run_trial(config: dict[str, Any], *, context: TrialContext) -> None:
                 with tempfile.TemporaryDirectory() as folder:
                     trainer.save(folder, result)
                     tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+                board.sync()
             else:
                 tune.report(metrics)
             if result.stop_reason:

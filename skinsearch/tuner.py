@@ -25,6 +25,7 @@ from skinsearch.data import decode_dataset, scan_dataset
 from skinsearch.data.synthetic import synthetic_root
 from skinsearch.errors import DataError, SkinsearchError
 from skinsearch.spec import Param, SearchSpec
+from skinsearch.storage import SEARCH_FILE, Storage
 from skinsearch.tracking import (
     SearchTracker,
     TrialRecord,
@@ -34,14 +35,13 @@ from skinsearch.tracking import (
 from skinsearch.trials import read_trial
 
 Echo = Callable[[str], None]
-SEARCH_FILE = "search.yaml"
 
 
 @dataclass(frozen=True)
 class RunOptions:
     """Command-line choices that are not part of the search space."""
 
-    storage: Path  # absolute
+    storage: Storage  # a folder, or a URI with its local mirror
     name: str
     cpus: int | None = None  # what Ray may use; None: all of this machine's
     gpus: int | None = None
@@ -58,8 +58,9 @@ class RunOptions:
 class SearchOutcome:
     """What a finished (or interrupted) search left behind."""
 
-    experiment_dir: Path
+    experiment_dir: Path  # for a URI storage, its local mirror
     tracking_uri: str
+    storage: str = ""  # the folder or URI, as the user named it
     trials: dict[str, TrialRecord] = field(default_factory=dict)
     interrupted: bool = False
     planned: int = 0  # trials the search meant to run
@@ -79,7 +80,7 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
     echo(
         f"search {options.name}: {planned} of "
         f"{planned if options.configs is not None else space.num_trials(spec)} trials of {spec.model}; "
-        f"results in {options.storage / options.name}"
+        f"results in {options.storage.location(options.name)}"
     )
     files = scan_dataset(_data_root(spec), spec.data.val_fraction, spec.search.seed)
     _check_metric(spec, files.class_names)
@@ -90,11 +91,11 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
     tracking_uri = (
         options.mlflow_uri
         or os.environ.get("MLFLOW_TRACKING_URI")
-        or default_tracking_uri(options.storage)
+        or default_tracking_uri(options.storage.folder)
     )
     tracker = _tracker(spec, options, tracking_uri)  # an unusable MLflow fails here, before Ray
-    experiment_dir = options.storage / options.name
-    outcome = SearchOutcome(experiment_dir, tracking_uri, planned=planned)
+    experiment_dir = options.storage.folder / options.name  # for a URI, its local mirror
+    outcome = SearchOutcome(experiment_dir, tracking_uri, str(options.storage), planned=planned)
 
     import ray
 
@@ -112,9 +113,13 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
         del decoded  # the object store holds the one copy
         if options.resume:
             fixed = space.fixed_hparams(spec)
+            options.storage.pull(options.name, models=False)
             tracker.resume_search(
-                lambda folder: read_trial(
-                    Path(folder), spec.train.metric, spec.train.resolved_mode, fixed
+                lambda location: read_trial(
+                    experiment_dir / _basename(location),
+                    spec.train.metric,
+                    spec.train.resolved_mode,
+                    fixed,
                 )
             )
             echo(f"resuming: {sum(t.end is not None for t in tracker.trials.values())} trials done")
@@ -123,12 +128,13 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
             search_file = _save_search_file(
                 spec, options, experiment_dir, files.class_names, planned, tracking_uri
             )
+            options.storage.push(search_file)
             tracker.start_search(
                 _search_params(spec, options, files.root, planned),
-                tags={"skinsearch.experiment_dir": str(experiment_dir)},
+                tags={"skinsearch.experiment_dir": options.storage.location(options.name)},
             )
             tracker.log_search_file(search_file)
-        tuner = _build_tuner(spec, options, configs, refs, tracker, experiment_dir, echo)
+        tuner = _build_tuner(spec, options, configs, refs, tracker, echo)
         _close_finished(tracker, tuner.fit())
         # Tune returns normally after a Ctrl-C (and marks the trials it stopped TERMINATED):
         # trials that never started or never ended are what tells an interrupted search
@@ -145,9 +151,20 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
             outcome.trials = tracker.trials
             outcome.unlogged = tracker.unlogged
             ray.shutdown()  # stops a local Ray; only disconnects from a cluster given by --address
+            _mirror(options, echo)
         finally:
             signal.signal(signal.SIGINT, previous)
     return outcome
+
+
+def _mirror(options: RunOptions, echo: Echo) -> None:
+    # a URI storage's results (without model files) in the local mirror, for TensorBoard
+    if options.storage.uri is None:
+        return
+    try:
+        options.storage.pull(options.name, models=False)
+    except Exception as exc:  # the results are safe in the storage; only the copy failed
+        echo(f"warning: could not copy the results to {options.storage.folder} ({exc})")
 
 
 # -- preparing -----------------------------------------------------------------------------------
@@ -184,7 +201,7 @@ def _check_metric(spec: SearchSpec, class_names: list[str]) -> None:
 
 def _tracker(spec: SearchSpec, options: RunOptions, uri: str) -> SearchTracker:
     check_tracking_uri(uri)
-    artifact_root = options.storage / "mlartifacts" if uri.startswith("sqlite:") else None
+    artifact_root = options.storage.folder / "mlartifacts" if uri.startswith("sqlite:") else None
     try:
         return SearchTracker(
             uri, spec.name, options.name, spec.train.metric, spec.train.resolved_mode, artifact_root
@@ -210,7 +227,7 @@ def _save_search_file(
         "search": options.name,
         "classes": classes,
         "trials": trials,
-        "storage": str(options.storage),
+        "storage": str(options.storage),  # the folder or URI
         "tracking_uri": tracking_uri,
     }
     path = folder / SEARCH_FILE
@@ -240,7 +257,6 @@ def _build_tuner(
     configs: list[dict[str, Any]] | None,
     refs: dict[int, Any],
     tracker: SearchTracker,
-    experiment_dir: Path,
     echo: Echo,
 ) -> Any:
     import ray
@@ -257,8 +273,10 @@ def _build_tuner(
     logging.getLogger("ray.tune.execution.tune_controller").addFilter(_drop_trial_tracebacks)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Snapshot the experiment state (what ``--resume`` restores) every 2 s instead of Tune's
-    # adaptive period: a killed driver then loses at most 2 s of bookkeeping.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    # adaptive period: a killed driver then loses at most 2 s of bookkeeping. Each snapshot
+    # uploads the driver's files whole: to an object store, every 10 s.
+    snapshot_s = "10" if options.storage.uri else "2"
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", snapshot_s)
     # a trial that fails deterministically reports its error without metrics (train.py)
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     metric, mode = spec.train.metric, spec.train.resolved_mode
@@ -267,7 +285,7 @@ def _build_tuner(
         spec.model,
         spec.train,
         refs,
-        str(experiment_dir / "tensorboard"),
+        options.storage.location(f"{options.name}/tensorboard"),
         spec.resources.cpus_per_trial,
         fixed,
     )
@@ -280,17 +298,18 @@ def _build_tuner(
     callbacks = [
         CSVLoggerCallback(),
         JsonLoggerCallback(),
-        tracking_callback(tracker, fixed),
+        tracking_callback(tracker, fixed, options.storage.location(options.name)),
         progress_callback(metric, mode, echo),
     ]
     if options.resume:
-        if not tune.Tuner.can_restore(str(experiment_dir)):
+        location = options.storage.location(options.name)
+        if not tune.Tuner.can_restore(location):
             raise SkinsearchError(
-                f"--resume: {experiment_dir} holds no Tune state to resume from (the search "
+                f"--resume: {location} holds no Tune state to resume from (the search "
                 "stopped before its first trial); run it again without --resume"
             )
         tuner = tune.Tuner.restore(
-            str(experiment_dir), trainable, resume_unfinished=True, param_space=param_space
+            location, trainable, resume_unfinished=True, param_space=param_space
         )
         # Tune restores the callbacks pickled by the first run; this run's are the live ones
         tuner._local_tuner._run_config.callbacks = callbacks  # type: ignore[union-attr]
@@ -310,7 +329,7 @@ def _build_tuner(
         ),
         run_config=tune.RunConfig(
             name=options.name,
-            storage_path=str(options.storage),
+            storage_path=options.storage.uri or str(options.storage.folder),
             callbacks=callbacks,
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=2, checkpoint_score_attribute=metric, checkpoint_score_order=mode
@@ -385,6 +404,11 @@ def _drop_trial_tracebacks(record: logging.LogRecord) -> bool:
     return not (
         "Error handling checkpoint" in str(record.msg) and isinstance(error, FileNotFoundError)
     )
+
+
+def _basename(location: str) -> str:
+    # a trial's folder, recorded as a path or a URI, is always directly under the search's
+    return location.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _trial_name(trial: Any) -> str:

@@ -184,3 +184,22 @@ def test_resume_needs_the_search_and_the_same_file(tmp_path: Path) -> None:
         f"--resume: {file} (train) differs from the search 't' was started with; resume with "
         "the same file and options, or start a new search without --resume"
     )
+
+
+@pytest.mark.parametrize(
+    ("storage", "expected"),
+    [
+        (
+            "ftp://host/results",
+            "--storage: ftp://host/results is not a storage URI pyarrow can open (Unrecognized "
+            "filesystem type in URI: ftp://host/results); use a folder or s3://BUCKET/PREFIX",
+        ),
+        ("s3://", "--storage: s3:// names no bucket; use s3://BUCKET[/PREFIX]"),
+    ],
+)
+def test_a_storage_uri_that_cannot_be_used(storage: str, expected: str, tmp_path: Path) -> None:
+    # a bucket that does not exist is tested against a real S3 server in test_s3_storage.py
+    file = tmp_path / "space.yaml"
+    file.write_text(OK.format(data=tmp_path))
+    for command in (["run", str(file)], ["best"], ["report"], ["sync-mlflow"]):
+        assert one_line_error([*command, "--storage", storage]) == expected

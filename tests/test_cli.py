@@ -134,13 +134,15 @@ def test_a_taken_default_name_is_numbered_and_a_taken_explicit_name_is_an_error(
 ) -> None:
     from skinsearch.cli import _search_name
     from skinsearch.errors import SkinsearchError
+    from skinsearch.storage import Storage
 
-    assert _search_name(tmp_path, "quick", explicit=False) == "quick"
+    storage = Storage(tmp_path)
+    assert _search_name(storage, "quick", explicit=False) == "quick"
     (tmp_path / "quick").mkdir()
     (tmp_path / "quick-2").mkdir()
-    assert _search_name(tmp_path, "quick", explicit=False) == "quick-3"
+    assert _search_name(storage, "quick", explicit=False) == "quick-3"
     with pytest.raises(SkinsearchError, match="a search named 'quick' already exists"):
-        _search_name(tmp_path, "quick", explicit=True)
+        _search_name(storage, "quick", explicit=True)
 
 
 @pytest.mark.slow

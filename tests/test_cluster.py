@@ -45,6 +45,7 @@ def test_trials_spread_over_nodes_and_survive_losing_one(tiny_images: Path, tmp_
     from ray.cluster_utils import Cluster
 
     from skinsearch.spec import loads_spec
+    from skinsearch.storage import Storage
     from skinsearch.tuner import RunOptions, run_search
 
     # a head that runs no trials and three one-CPU worker nodes, all on loopback
@@ -82,7 +83,9 @@ def test_trials_spread_over_nodes_and_survive_losing_one(tiny_images: Path, tmp_
     try:
         outcome = run_search(
             spec,
-            RunOptions(storage=storage, name="nodes", address=cluster.address, max_failures=2),
+            RunOptions(
+                storage=Storage(storage), name="nodes", address=cluster.address, max_failures=2
+            ),
             echo=lambda _: None,
         )
     finally:

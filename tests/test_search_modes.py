@@ -106,6 +106,7 @@ def test_a_killed_trial_resumes_from_its_checkpoint(tiny_images: Path, tmp_path:
     import threading
 
     from skinsearch.spec import loads_spec
+    from skinsearch.storage import Storage
     from skinsearch.tuner import RunOptions, run_search
 
     spec = loads_spec(
@@ -135,7 +136,7 @@ def test_a_killed_trial_resumes_from_its_checkpoint(tiny_images: Path, tmp_path:
     killer.start()
     outcome = run_search(
         spec,
-        RunOptions(storage=storage, name="resume", cpus=2, max_failures=1),
+        RunOptions(storage=Storage(storage), name="resume", cpus=2, max_failures=1),
         echo=lambda _: None,
     )
     killer.join()
