@@ -13,6 +13,8 @@ import numpy as np
 from skinsearch.plots import confusion_image
 from skinsearch.storage import is_uri, upload
 
+HISTOGRAM_BINS = 64
+
 
 class TrialBoard:
     """TensorBoard events for one trial: scalars every epoch; the first epoch's inputs and
@@ -46,7 +48,10 @@ class TrialBoard:
             self.writer.add_images("val/first_batch", val_images, epoch, dataformats="NHWC")
         if model is not None:
             for name, param in model.named_parameters():
-                self.writer.add_histogram(f"weights/{name}", param.detach().cpu(), epoch)
+                # 64 even bins: TensorBoard's default exponential buckets took 5x longer
+                self.writer.add_histogram(
+                    f"weights/{name}", param.detach().cpu(), epoch, bins=HISTOGRAM_BINS
+                )
         if improved:
             text = "    " + evaluation.report_text().replace("\n", "\n    ")  # markdown code block
             self.writer.add_text("classification_report", text, epoch)

@@ -53,6 +53,7 @@ def run_trial(config: dict[str, Any], *, context: TrialContext) -> None:
             tune.report({**saved, "stop_reason": trainer.stop_reason()})
             return
 
+    trial_clock, started_at = time.perf_counter(), time.time()
     trial_name = tune.get_context().get_trial_name()
     board = TrialBoard(f"{context.tensorboard_dir}/{trial_name}")
     node_id = ray.get_runtime_context().get_node_id()
@@ -79,6 +80,10 @@ def run_trial(config: dict[str, Any], *, context: TrialContext) -> None:
             metrics: dict[str, Any] = {
                 **result.metrics,
                 "time_fit_s": fit_seconds,
+                # this run of the trial so far, and when it started: Tune's own timestamps are
+                # whole seconds, too coarse to measure what a trial spends outside fit_epoch
+                "time_trial_s": time.perf_counter() - trial_clock,
+                "trial_started_at": started_at,
                 "peak_rss_mb": _peak_rss_mb(),
                 "node_id": node_id,  # which Ray node ran this epoch (a cluster's results show it)
                 "stop_reason": result.stop_reason or "",

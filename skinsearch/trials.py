@@ -29,7 +29,10 @@ def logged_metrics(row: dict[str, Any]) -> dict[str, float]:
     return {
         k: float(v)
         for k, v in row.items()
-        if (k.startswith(("train_", "val_", "time_fit")) or k in ("epoch", "peak_rss_mb"))
+        if (
+            k.startswith(("train_", "val_", "time_fit"))
+            or k in ("epoch", "peak_rss_mb", "time_trial_s")
+        )
         and isinstance(v, int | float)
         and not isinstance(v, bool)
     }
