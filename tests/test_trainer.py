@@ -193,3 +193,41 @@ def test_tta_averages_the_image_and_its_flips() -> None:
     views = [batch, batch.flip(3), batch.flip(2)]
     expected = sum(torch.softmax(model(v), 1) for v in views) / 3
     assert torch.allclose(averaged, expected) and torch.allclose(averaged.sum(1), torch.ones(2))
+
+
+def test_the_resident_path_trains_as_the_cpu_path(data: DecodedData) -> None:
+    # The GPU path (data kept on the device, batches augmented there) run on the CPU: without
+    # augmentation it draws the same batches and must give the same metrics.
+    hp = HParams(input_size=24, channels=[8], fc_size=16, lr=3e-3, seed=2)
+    train = TrainSpec(max_epochs=3)
+    per_image = Trainer("cnn", hp, train, data, "cpu", resident=False)
+    resident = Trainer("cnn", hp, train, data, "cpu", resident=True)
+    for _ in range(3):
+        a, b = per_image.fit_epoch().metrics, resident.fit_epoch().metrics
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], abs=1e-5, nan_ok=True), key
+
+
+def test_the_resident_path_augments_and_resumes_exactly(data: DecodedData, tmp_path: Path) -> None:
+    hp = HParams(
+        input_size=24, hidden_sizes=[32], lr=1e-3, hflip=0.5, affine=0.5, colour=0.5, seed=3
+    )
+    train = TrainSpec(max_epochs=3)
+    plain = Trainer(
+        "mlp",
+        HParams(**{**hp.model_dump(), "hflip": 0, "affine": 0, "colour": 0}),
+        train,
+        data,
+        "cpu",
+        resident=True,
+    )
+    straight = Trainer("mlp", hp, train, data, "cpu", resident=True)
+    expected = [straight.fit_epoch().metrics for _ in range(3)]
+    assert expected[0]["train_loss"] != plain.fit_epoch().metrics["train_loss"]  # it augments
+
+    first = Trainer("mlp", hp, train, data, "cpu", resident=True)
+    first.save(tmp_path, first.fit_epoch())
+    resumed = Trainer("mlp", hp, train, data, "cpu", resident=True)
+    resumed.load(tmp_path)
+    assert [resumed.fit_epoch().metrics for _ in range(2)] == expected[1:]
