@@ -297,10 +297,13 @@ def sync_mlflow(name: str | None, storage: str, mlflow_uri: str | None) -> None:
 )
 @click.option(
     "--seeds",
+    type=click.IntRange(min=1),
+    help="Seeds per configuration for --confirm (default: 3, or 1 with --folds).",
+)
+@click.option(
+    "--folds",
     type=click.IntRange(min=2),
-    default=3,
-    show_default=True,
-    help="Seeds per configuration for --confirm.",
+    help="With --confirm, also run each seed on F k-fold splits of train+val.",
 )
 @click.option("--cpus", type=click.IntRange(min=1), help="CPUs Ray may use for --confirm.")
 @_user_errors
@@ -313,18 +316,27 @@ def best(
     force: bool,
     mlflow_uri: str | None,
     confirm_k: int | None,
-    seeds: int,
+    seeds: int | None,
+    folds: int | None,
     cpus: int | None,
 ) -> None:
     """Show the best trial of a search by its best epoch, and optionally export it.
 
     With --confirm K, retrain the top K configurations --seeds times each with fresh seeds
-    (a new search, <name>-confirm), print mean ± std of every metric, and choose the winner
-    on the mean; --export then writes the winner's run closest to that mean."""
+    (a new search, <name>-confirm), with --folds F once per k-fold split of train+val for
+    each seed, print mean ± std of every metric, and choose the winner on the mean; --export
+    then writes the winner's run closest to that mean."""
     from skinsearch.checkpoints import best_checkpoint
     from skinsearch.results import check_export_dir, epoch_metrics, export_bundle, find_best
 
     mode = mode or ("min" if metric.endswith("_loss") else "max")
+    if confirm_k is None and (seeds is not None or folds is not None):
+        raise SkinsearchError("--seeds and --folds go with --confirm K; add --confirm 3, say")
+    seeds = seeds or (1 if folds else 3)
+    if confirm_k is not None and seeds * (folds or 1) < 2:
+        raise SkinsearchError(
+            "--seeds 1 without --folds retrains each configuration once; use --seeds 2 or more"
+        )
     if export_dir is not None:
         export_dir = export_dir.expanduser().resolve()
         check_export_dir(export_dir, force)  # before any work
@@ -335,6 +347,7 @@ def best(
             experiment_dir,
             confirm_k,
             seeds,
+            folds,
             metric,
             mode,
             cpus,
@@ -379,6 +392,7 @@ def _confirm_best(
     experiment_dir: Path,
     k: int,
     seeds: int,
+    folds: int | None,
     metric: str,
     mode: str,
     cpus: int | None,
@@ -400,6 +414,7 @@ def _confirm_best(
             cpus=cpus,
             mlflow_uri=mlflow_uri or saved.get("tracking_uri"),
             configs=configs,
+            folds=folds,
         )
         outcome = run_search(spec, options, echo=click.echo)
         if outcome.interrupted:
@@ -409,7 +424,7 @@ def _confirm_best(
         return outcome.experiment_dir
 
     confirm_and_export(
-        experiment_dir, k, seeds, metric, mode, run, export_dir, force, echo=click.echo
+        experiment_dir, k, seeds, metric, mode, run, export_dir, force, click.echo, folds
     )
 
 

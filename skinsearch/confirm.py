@@ -1,11 +1,13 @@
-"""``skinsearch best --confirm K --seeds S``: a winner chosen on the mean of several seeds.
+"""``skinsearch best --confirm K --seeds S [--folds F]``: a winner chosen on a mean of runs.
 
 With a hundred or so validation images, the best of many single runs is partly luck. This retrains
 the top K configurations of a search S times each with fresh seeds (a new search named
 ``<search>-confirm``, no ASHA, so every run trains to its own end), reports mean and standard
 deviation of every metric at each run's best epoch, and picks the configuration with the best
-mean. The model exported for it is the seed-run closest to that mean: a typical model of the
-winning configuration, not its luckiest seed.
+mean. With F folds, each seed runs F times instead, once per k-fold split of train and val
+together (``data.decode.fold_splits``), so every image is validated on once per seed. The model
+exported for the winner is its run closest to the mean: a typical model of the winning
+configuration, not its luckiest run.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class Confirmation:
     metric: str
     mode: str
     seeds: int
+    folds: int | None
     candidates: list[Candidate]  # best mean first
     representative: tuple[Path, dict[str, float]]  # the winner's run closest to its mean
 
@@ -85,24 +88,30 @@ def confirm(
     mode: str,
     run: Callable[[Any, list[dict[str, Any]], str], Path],
     echo: Callable[[str], None] = print,
+    folds: int | None = None,
 ) -> Confirmation:
-    """Retrain the top ``k`` configurations ``seeds`` times each; see the module docstring.
+    """Retrain the top ``k`` configurations ``seeds`` times each (times ``folds`` k-fold
+    splits); see the module docstring.
 
-    ``run(spec, configs, name)`` runs a search of exactly ``configs`` and returns its folder.
+    ``run(spec, configs, name)`` runs a search of exactly ``configs`` (a ``fold`` key in each
+    when ``folds``) and returns its folder.
     """
     saved, spec = load_search(experiment_dir)
     top = top_configs(experiment_dir, k, metric, mode)
-    candidates = [
-        Candidate({n: v for n, v in config.items() if n != "seed"}, name) for name, config in top
-    ]
+    candidates = [Candidate(_configuration(config), name) for name, config in top]
     configs = [
-        {**config, "seed": int(config.get("seed", 0)) + SEED_STEP * (s + 1)}
+        {
+            **_configuration(config),
+            "seed": int(config.get("seed", 0)) + SEED_STEP * (s + 1),
+            **({"fold": f} if folds else {}),
+        }
         for _, config in top
         for s in range(seeds)
+        for f in range(folds or 1)
     ]
     echo(
         f"confirming the top {len(top)} of search {saved['search']} by {metric}: "
-        f"{seeds} seeds each, {len(configs)} runs, no early stopping across runs"
+        f"{runs_text(seeds, folds)} each, {len(configs)} runs, no early stopping across runs"
     )
     confirm_spec = spec.model_copy(update={"scheduler": SchedulerSpec(type="none")})
     folder = run(confirm_spec, configs, f"{saved['search']}-confirm")
@@ -113,8 +122,7 @@ def confirm(
         record = read_trial(trial_dir, metric, mode, fixed)
         if record is None or not record.best:
             continue
-        config = {n: v for n, v in record.config.items() if n != "seed"}
-        candidate = by_key.get(_key(config))
+        candidate = by_key.get(_key(_configuration(record.config)))
         if candidate is not None:
             candidate.runs.append((trial_dir, record.best))
     sign = 1.0 if mode == "max" else -1.0
@@ -125,7 +133,7 @@ def confirm(
     winner = scored[0]
     mean = winner.mean_std(metric)[0]
     representative = min(winner.runs, key=lambda run: abs(run[1].get(metric, math.inf) - mean))
-    return Confirmation(folder.name, metric, mode, seeds, scored, representative)
+    return Confirmation(folder.name, metric, mode, seeds, folds, scored, representative)
 
 
 def confirm_and_export(
@@ -138,13 +146,14 @@ def confirm_and_export(
     export_dir: Path | None,
     force: bool,
     echo: Callable[[str], None] = print,
+    folds: int | None = None,
 ) -> Confirmation:
     """``confirm``, then print the candidates and the winner, and export the winner's run
     closest to its mean to ``export_dir`` (its ``config.yaml`` records the protocol)."""
     from skinsearch.checkpoints import best_checkpoint
     from skinsearch.results import BestTrial, TrialScore, export_bundle
 
-    result = confirm(experiment_dir, k, seeds, metric, mode, run, echo)
+    result = confirm(experiment_dir, k, seeds, metric, mode, run, echo, folds)
     winner = result.candidates[0]
     mean, std = winner.mean_std(metric)
     searched = sorted(
@@ -152,7 +161,7 @@ def confirm_and_export(
         for name in winner.config
         if len({repr(c.config.get(name)) for c in result.candidates}) > 1
     )
-    echo(f"\nconfirmed over {seeds} seeds each (mean ± std at each run's best epoch):")
+    echo(f"\nconfirmed over {runs_text(seeds, folds)} each (mean ± std at each run's best epoch):")
     for line in table(result, searched):
         echo(line)
     folder, row = result.representative
@@ -170,12 +179,18 @@ def confirm_and_export(
     score = TrialScore(folder.name, folder, row[metric], int(row["epoch"]))
     best = BestTrial(result.search, metric, mode, score, "tune", len(winner.runs))
     protocol = {
-        "protocol": f"mean over {seeds} seeds of the top {k} configurations (best --confirm)",
+        "protocol": (
+            f"mean over {runs_text(seeds, folds)} of the top {k} configurations (best --confirm)"
+        ),
         "mean": mean,
         "std": std,
-        "seeds": [
-            int(json.loads((f / "params.json").read_text()).get("seed", 0)) for f, _ in winner.runs
-        ],
+        "seeds": sorted(
+            {
+                int(json.loads((f / "params.json").read_text()).get("seed", 0))
+                for f, _ in winner.runs
+            }
+        ),
+        "folds": folds,
         "searched_in": experiment_dir.name,
         "confirmed_in": result.search,
         "exported_run": "the winner's run closest to its mean",
@@ -201,6 +216,20 @@ def table(result: Confirmation, searched: list[str]) -> list[str]:
         "  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip()
         for line in [header, *rows]
     ]
+
+
+def runs_text(seeds: int, folds: int | None) -> str:
+    """How each configuration is rerun, in words: "3 seeds", "5 folds of train+val", ..."""
+    seeds_text = f"{seeds} seed{'s' if seeds != 1 else ''}"
+    if not folds:
+        return seeds_text
+    folds_text = f"{folds} folds of train+val"
+    return folds_text if seeds == 1 else f"{seeds_text} × {folds_text}"
+
+
+def _configuration(config: dict[str, Any]) -> dict[str, Any]:
+    # what is being confirmed: the hyperparameters, without the seed and the fold of a run
+    return {n: v for n, v in config.items() if n not in ("seed", "fold")}
 
 
 def _key(config: dict[str, Any]) -> str:

@@ -31,7 +31,7 @@ class TrialContext:
 
     model: str
     train: TrainSpec
-    data_refs: dict[int, Any]  # input size -> ObjectRef of DecodedData
+    data_refs: dict[tuple[int, int | None], Any]  # (input size, fold) -> ObjectRef of DecodedData
     tensorboard_dir: str  # an absolute folder or a URI; one sub-folder per trial
     cpus_per_trial: float
     fixed: dict[str, Any]  # hyperparameters with one value in the whole search
@@ -39,9 +39,11 @@ class TrialContext:
 
 def run_trial(config: dict[str, Any], *, context: TrialContext) -> None:
     """Train one configuration, reporting every epoch to Tune."""
-    hp = HParams.model_validate({**context.fixed, **decode_config(config)})
+    values = decode_config(config)
+    fold = values.pop("fold", None)  # a k-fold split of train+val (best --confirm --folds)
+    hp = HParams.model_validate({**context.fixed, **values})
     torch.set_num_threads(max(1, math.floor(context.cpus_per_trial)))
-    data = ray.get(context.data_refs[hp.input_size])
+    data = ray.get(context.data_refs[(hp.input_size, fold)])
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
     trainer = Trainer(context.model, hp, context.train, data, device=device)
 

@@ -22,6 +22,7 @@ from skinsearch import space
 from skinsearch.callbacks import progress_callback, tracking_callback
 from skinsearch.cluster import check_address, start_ray
 from skinsearch.data import decode_dataset, scan_dataset
+from skinsearch.data.decode import fold_splits
 from skinsearch.data.synthetic import synthetic_root
 from skinsearch.errors import DataError, SkinsearchError
 from skinsearch.spec import Param, SearchSpec
@@ -52,6 +53,7 @@ class RunOptions:
     resume: bool = False  # carry on the search ``name`` under ``storage`` where it stopped
     dashboard_host: str = "127.0.0.1"  # where a Ray started here serves its dashboard
     configs: list[dict[str, Any]] | None = None  # exactly these instead of the spec's (confirm)
+    folds: int | None = None  # k-fold splits of train+val; each config names its ``fold``
 
 
 @dataclass
@@ -101,16 +103,27 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
 
     sizes = space.input_sizes(spec)
     decoded = decode_dataset(files, sizes)  # unreadable data fails here, before Ray starts
+    datasets = {
+        (size, fold): d
+        for size, whole in decoded.items()
+        for fold, d in (
+            enumerate(fold_splits(whole, options.folds, spec.search.seed))
+            if options.folds
+            else [(None, whole)]
+        )
+    }
+    del decoded
     start_ray(options.address, options.cpus, options.gpus, spec, echo, options.dashboard_host)
     try:
-        refs = {size: ray.put(d) for size, d in decoded.items()}
-        stored = sum(d.nbytes for d in decoded.values()) / 2**20
+        refs = {key: ray.put(d) for key, d in datasets.items()}
+        stored = sum(d.nbytes for d in datasets.values()) / 2**20
+        folds = f" as {options.folds} k-fold splits of train+val" if options.folds else ""
         echo(
             f"decoded {len(files.train) + len(files.val)} images once, at "
-            f"{', '.join(f'{s}x{s}' for s in sizes)}; {stored:.0f} MiB in Ray's object store, "
-            "shared by all trials"
+            f"{', '.join(f'{s}x{s}' for s in sizes)}{folds}; {stored:.0f} MiB in Ray's object "
+            "store, shared by all trials"
         )
-        del decoded  # the object store holds the one copy
+        del datasets  # the object store holds the one copy
         if options.resume:
             fixed = space.fixed_hparams(spec)
             options.storage.pull(options.name, models=False)
@@ -229,6 +242,7 @@ def _save_search_file(
         "trials": trials,
         "storage": str(options.storage),  # the folder or URI
         "tracking_uri": tracking_uri,
+        "folds": options.folds,
     }
     path = folder / SEARCH_FILE
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -255,7 +269,7 @@ def _build_tuner(
     spec: SearchSpec,
     options: RunOptions,
     configs: list[dict[str, Any]] | None,
-    refs: dict[int, Any],
+    refs: dict[tuple[int, int | None], Any],
     tracker: SearchTracker,
     echo: Echo,
 ) -> Any:

@@ -203,3 +203,17 @@ def test_a_storage_uri_that_cannot_be_used(storage: str, expected: str, tmp_path
     file.write_text(OK.format(data=tmp_path))
     for command in (["run", str(file)], ["best"], ["report"], ["sync-mlflow"]):
         assert one_line_error([*command, "--storage", storage]) == expected
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--folds", "3"], "--seeds and --folds go with --confirm K; add --confirm 3, say"),
+        (
+            ["--confirm", "2", "--seeds", "1"],
+            "--seeds 1 without --folds retrains each configuration once; use --seeds 2 or more",
+        ),
+    ],
+)
+def test_confirm_options_that_do_not_fit(options: list[str], expected: str, tmp_path: Path) -> None:
+    assert one_line_error(["best", "--storage", str(tmp_path), *options]) == expected

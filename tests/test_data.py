@@ -149,3 +149,21 @@ def test_each_file_is_decoded_once_for_every_size(tiny_images: Path) -> None:
     data = decode_dataset(files, [16, 24, 32])
     assert decode_count() - before == len(files.train) + len(files.val)
     assert data[32].nbytes == (len(files.train) + len(files.val)) * 32 * 32 * 3
+
+
+def test_fold_splits_are_stratified_and_cover_every_image_once(tiny_images: Path) -> None:
+    from skinsearch.data.decode import fold_splits
+
+    whole = decode_dataset(scan_dataset(tiny_images), [16])[16]
+    total = len(whole.y_train) + len(whole.y_val)
+    folds = fold_splits(whole, 4, seed=0)
+    assert len(folds) == 4
+    seen = np.concatenate([f.x_val for f in folds])
+    assert len(seen) == total  # every image validated on exactly once
+    assert len(np.unique(seen.reshape(total, -1), axis=0)) == total
+    for f in folds:
+        assert len(f.y_train) + len(f.y_val) == total
+        assert set(np.bincount(f.y_val)) <= {7, 8}  # 32 images per class, 4 folds
+        assert f.mean and f.std
+    with pytest.raises(DataError, match=r"--folds 40: class '\w+' has 32 images"):
+        fold_splits(whole, 40, seed=0)

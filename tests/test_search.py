@@ -290,3 +290,29 @@ def test_best_confirm_retrains_the_top_configurations_and_chooses_on_the_mean(
     assert chosen["protocol"] == "mean over 2 seeds of the top 2 configurations (best --confirm)"
     assert chosen["searched_in"] == "tiny" and chosen["confirmed_in"] == "tiny-confirm"
     assert len(chosen["seeds"]) == 2 and chosen["std"] >= 0
+
+
+def test_best_confirm_with_folds_validates_on_every_split(search: dict[str, Any]) -> None:
+    import re
+
+    bundle = search["work"] / "confirmed-folds"
+    args = ["best", "--storage", str(search["storage"]), "--name", "tiny", "--confirm", "1"]
+    result = CliRunner().invoke(
+        main, [*args, "--folds", "3", "--cpus", "2", "--export", str(bundle)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "3 folds of train+val each, 3 runs" in result.output
+    assert "as 3 k-fold splits of train+val" in result.output
+    name = re.search(r"search (tiny-confirm[-\d]*): ", result.output)
+    assert name is not None
+    params = [
+        json.loads(p.read_text())
+        for p in (search["storage"] / name.group(1)).glob("trial_*/params.json")
+    ]
+    assert sorted(p["fold"] for p in params) == [0, 1, 2]
+    assert len({p["seed"] for p in params}) == 1  # one seed, three splits
+    chosen = yaml.safe_load((bundle / "config.yaml").read_text())["chosen_by"]
+    assert chosen["folds"] == 3
+    assert chosen["protocol"] == (
+        "mean over 3 folds of train+val of the top 1 configurations (best --confirm)"
+    )

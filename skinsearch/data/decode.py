@@ -145,6 +145,35 @@ def _check_classes(files: DatasetFiles, labels: list[int], split: str) -> None:
         )
 
 
+def fold_splits(data: DecodedData, folds: int, seed: int) -> list[DecodedData]:
+    """k-fold cross-validation sets drawn from train and val together: set ``f`` validates on
+    the ``f``-th of ``folds`` class-stratified parts and trains on the others, with the mean and
+    std of its own training part.
+
+    Raises:
+        DataError: when a class has fewer images than ``folds`` (a fold would not see it).
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    x = np.concatenate([data.x_train, data.x_val])
+    y = np.concatenate([data.y_train, data.y_val])
+    counts = np.bincount(y, minlength=len(data.class_names))
+    if counts.min() < folds:
+        name = data.class_names[int(counts.argmin())]
+        raise DataError(
+            f"--folds {folds}: class {name!r} has {int(counts.min())} images in train and val "
+            f"together, fewer than the folds; use --folds {max(2, int(counts.min()))} or fewer"
+        )
+    splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(x, y)
+    out = []
+    for train, val in splits:
+        mean, std = _channel_stats(x[train])
+        out.append(
+            DecodedData(data.size, data.class_names, x[train], y[train], x[val], y[val], mean, std)
+        )
+    return out
+
+
 def _channel_stats(x: np.ndarray) -> tuple[list[float], list[float]]:
     flat = x.reshape(-1, 3)
     # float64 sums in chunks: exact enough, and no float copy of the whole set
