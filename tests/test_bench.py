@@ -11,6 +11,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
+import gpu_variants  # noqa: E402
 from _common import bench_spec  # noqa: E402
 from search_speed import _overhead  # noqa: E402
 from seed_baseline import run_baseline  # noqa: E402
@@ -68,3 +69,21 @@ def test_overhead_counts_time_outside_training_and_slot_gaps() -> None:
     assert figures["in_trial_overhead_s_mean"] == pytest.approx((0.5 + 0.0 + 0.5) / 3)
     assert figures["start_gap_s_mean"] == pytest.approx(0.5)
     assert figures["overhead_s_per_trial"] == pytest.approx((1.0 + 0.5) / 3)
+
+
+def test_the_gpu_variants_script_runs_what_a_cpu_can(tiny_images: Path) -> None:
+    # its figures need the GPU machine; here its logic: the CPU-path check and the CPU variants
+    from skinsearch.data import decode_dataset, scan_dataset
+    from skinsearch.hparams import HParams
+
+    files = scan_dataset(tiny_images)
+    data = decode_dataset(files, [24])[24]
+    hp = HParams(input_size=24, batch_size=8, **gpu_variants.SEED_CNN)
+    line = gpu_variants.check_resident(data, hp, "cpu")
+    assert "same within tolerance" in line and "resident=False" in line
+    assert gpu_variants.seed_way(files, hp, data, "cpu", workers=0, steps=3) > 0
+    assert gpu_variants.resident(data, hp, "cpu", steps=3) > 0
+    assert gpu_variants.bare_loop(data, hp, "cpu", steps=3) > 0
+    for variant in ({"bf16": True}, {"graph": True}):
+        with pytest.raises(RuntimeError, match="needs CUDA"):
+            gpu_variants.bare_loop(data, hp, "cpu", steps=3, **variant)
