@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from skinsearch import __version__
 from skinsearch.errors import SkinsearchError
 
 if TYPE_CHECKING:
-    from skinsearch.storage import Storage
+    pass
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_STORAGE = "skinsearch-results"
@@ -170,6 +169,7 @@ def run(
 ) -> None:
     """Run the search that FILE describes on Ray Tune."""
     from skinsearch import space
+    from skinsearch.searches import new_search_name, resumable
     from skinsearch.spec import load_spec
     from skinsearch.storage import open_storage
     from skinsearch.summary import summary_lines
@@ -180,9 +180,9 @@ def run(
     where = open_storage(storage, write=True)
     where.pull()  # the searches already there (a URI's), to name this one
     if resume:
-        name, mlflow_uri, max_trials = _resumable(where, name or spec.name, spec, file)
+        name, mlflow_uri, max_trials = resumable(where, name or spec.name, spec, file)
     else:
-        name = _search_name(where, name or spec.name, explicit=name is not None)
+        name = new_search_name(where, name or spec.name, explicit=name is not None)
     options = RunOptions(
         storage=where,
         name=name,
@@ -229,8 +229,9 @@ def report(name: str | None, storage: str, out: Path | None, mlflow_uri: str | N
     """Write an HTML report of a search (leaderboard, what each hyperparameter did, curves,
     confusion matrix, importance, ASHA) and attach it to the search's MLflow run."""
     from skinsearch.report import log_report, write_report
+    from skinsearch.searches import open_search
 
-    where, folder = _find_search(storage, name, models=False)
+    where, folder = open_search(storage, name, models=False)
     page = write_report(folder, out.resolve() if out else None)
     click.echo(f"report: {page}")
     if out is None and where.uri is not None:
@@ -259,9 +260,10 @@ def report(name: str | None, storage: str, out: Path | None, mlflow_uri: str | N
 @_user_errors
 def sync_mlflow(name: str | None, storage: str, mlflow_uri: str | None) -> None:
     """Re-log a search's trials into MLflow from Tune's files (after the server was down)."""
+    from skinsearch.searches import open_search
     from skinsearch.sync import sync_search
 
-    _, folder = _find_search(storage, name, models=False)
+    _, folder = open_search(storage, name, models=False)
     sync_search(folder, mlflow_uri, echo=click.echo)
 
 
@@ -327,7 +329,9 @@ def best(
     each seed, print mean ± std of every metric, and choose the winner on the mean; --export
     then writes the winner's run closest to that mean."""
     from skinsearch.checkpoints import best_checkpoint
+    from skinsearch.confirm import ConfirmPlan, confirm_search
     from skinsearch.results import check_export_dir, epoch_metrics, export_bundle, find_best
+    from skinsearch.searches import open_search
 
     mode = mode or ("min" if metric.endswith("_loss") else "max")
     if confirm_k is None and (seeds is not None or folds is not None):
@@ -340,20 +344,11 @@ def best(
     if export_dir is not None:
         export_dir = export_dir.expanduser().resolve()
         check_export_dir(export_dir, force)  # before any work
-    where, experiment_dir = _find_search(storage, name, models=export_dir is not None)
+    where, experiment_dir = open_search(storage, name, models=export_dir is not None)
     if confirm_k is not None:
-        _confirm_best(
-            where,
-            experiment_dir,
-            confirm_k,
-            seeds,
-            folds,
-            metric,
-            mode,
-            cpus,
-            mlflow_uri,
-            export_dir,
-            force,
+        plan = ConfirmPlan(confirm_k, seeds, metric, mode, folds)
+        confirm_search(
+            where, experiment_dir, plan, cpus, mlflow_uri, export_dir, force, echo=click.echo
         )
         return
     result = find_best(experiment_dir, metric, mode, mlflow_uri)
@@ -385,47 +380,6 @@ def best(
     if export_dir is not None:
         path = export_bundle(checkpoint, state, result, export_dir, force)
         click.echo(f"exported to {path}   (try: skinsearch predict {path} IMAGE...)")
-
-
-def _confirm_best(
-    storage: Storage,
-    experiment_dir: Path,
-    k: int,
-    seeds: int,
-    folds: int | None,
-    metric: str,
-    mode: str,
-    cpus: int | None,
-    mlflow_uri: str | None,
-    export_dir: Path | None,
-    force: bool,
-) -> None:
-    import yaml
-
-    from skinsearch.confirm import confirm_and_export
-    from skinsearch.tuner import RunOptions, run_search
-
-    saved = yaml.safe_load((experiment_dir / "search.yaml").read_text())
-
-    def run(spec: Any, configs: list[dict[str, Any]], name: str) -> Path:
-        options = RunOptions(
-            storage=storage,
-            name=_search_name(storage, name, explicit=False),
-            cpus=cpus,
-            mlflow_uri=mlflow_uri or saved.get("tracking_uri"),
-            configs=configs,
-            folds=folds,
-        )
-        outcome = run_search(spec, options, echo=click.echo)
-        if outcome.interrupted:
-            raise SkinsearchError("the confirmation was interrupted; nothing was chosen")
-        if export_dir is not None:
-            storage.pull(options.name)  # a URI's models, for the export (a folder's are there)
-        return outcome.experiment_dir
-
-    confirm_and_export(
-        experiment_dir, k, seeds, metric, mode, run, export_dir, force, click.echo, folds
-    )
 
 
 @main.command()
@@ -466,73 +420,6 @@ def _with_overrides(spec: Any, data_path: str | None, max_epochs: int | None) ->
             update={"train": spec.train.model_copy(update={"max_epochs": max_epochs})}
         )
     return spec
-
-
-def _find_search(storage: str, name: str | None, models: bool) -> tuple[Storage, Path]:
-    """The storage ``--storage`` names and the folder of search ``name`` (default: the latest)
-    in it, copied down first when the storage is a URI (with its models when ``models``)."""
-    from skinsearch.results import find_search
-    from skinsearch.storage import open_storage
-
-    where = open_storage(storage, write=False)
-    where.pull()
-    folder = find_search(where.folder, name, shown=str(where))
-    where.pull(folder.name, models=models)
-    return where, folder
-
-
-def _search_name(storage: Storage, name: str, explicit: bool) -> str:
-    _check_name(name)
-    # a URI's searches are in its mirror (pulled before): any name there is taken
-    folder = storage.folder
-    if not (folder / name).exists():
-        return name
-    if explicit:
-        raise SkinsearchError(
-            f"--name: a search named {name!r} already exists under {storage}; choose another name"
-        )
-    n = 2
-    while (folder / f"{name}-{n}").exists():
-        n += 1
-    return f"{name}-{n}"
-
-
-def _resumable(
-    storage: Storage, name: str, spec: Any, file: Path
-) -> tuple[str, str | None, int | None]:
-    """The search to resume (the given name, else the latest numbered from it), checked against
-    FILE; returns its name, tracking URI and planned trial count."""
-    import yaml
-
-    _check_name(name)
-    candidates = [name] + [f"{name}-{n}" for n in range(2, 1000)]
-    existing = [c for c in candidates if (storage.folder / c / "search.yaml").is_file()]
-    if not existing:
-        raise SkinsearchError(
-            f"--resume: no search named {name!r} under {storage}; check --name and --storage"
-        )
-    found = existing[-1]
-    saved = yaml.safe_load((storage.folder / found / "search.yaml").read_text())
-    if saved["spec"] != spec.to_yaml_dict():
-        differ = sorted(
-            k
-            for k in {**saved["spec"], **spec.to_yaml_dict()}
-            if saved["spec"].get(k) != spec.to_yaml_dict().get(k)
-        )
-        raise SkinsearchError(
-            f"--resume: {file} ({', '.join(differ)}) differs from the search {found!r} was started "
-            f"with; resume with the same file and options, or start a new search without --resume"
-        )
-    return found, saved.get("tracking_uri"), saved.get("trials")
-
-
-def _check_name(name: str) -> None:
-    # the name is a folder under --storage: nothing may be written outside it
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or len(name) > 100:
-        raise SkinsearchError(
-            f"--name: {name!r} is not a folder name (use letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit)"
-        )
 
 
 def _check_gpus(gpus: int | None, address: str | None) -> int | None:

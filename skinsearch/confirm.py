@@ -22,13 +22,34 @@ from typing import Any
 import numpy as np
 
 from skinsearch import space
-from skinsearch.errors import ResultsError
-from skinsearch.results import load_search
+from skinsearch.errors import ResultsError, SkinsearchError
+from skinsearch.searches import load_search
 from skinsearch.spec import SchedulerSpec
+from skinsearch.storage import Storage
 from skinsearch.trials import read_trial
 
 REPORTED = ["val_acc", "val_balanced_acc", "val_macro_f1", "val_auc", "val_loss"]
 SEED_STEP = 1000  # seeds of the confirmation runs: the trial's seed + 1000, + 2000, ...
+
+
+@dataclass(frozen=True)
+class ConfirmPlan:
+    """How to confirm: the top ``k`` configurations by ``metric``, each run ``seeds`` times
+    (and, with ``folds``, once per k-fold split for each seed)."""
+
+    k: int
+    seeds: int
+    metric: str
+    mode: str
+    folds: int | None = None
+
+    def runs_text(self) -> str:
+        """How each configuration is rerun, in words: "3 seeds", "5 folds of train+val", ..."""
+        seeds = f"{self.seeds} seed{'s' if self.seeds != 1 else ''}"
+        if not self.folds:
+            return seeds
+        folds = f"{self.folds} folds of train+val"
+        return folds if self.seeds == 1 else f"{seeds} × {folds}"
 
 
 @dataclass
@@ -51,10 +72,7 @@ class Confirmation:
     """The outcome of a confirmation."""
 
     search: str  # the confirmation search's name
-    metric: str
-    mode: str
-    seeds: int
-    folds: int | None
+    plan: ConfirmPlan
     candidates: list[Candidate]  # best mean first
     representative: tuple[Path, dict[str, float]]  # the winner's run closest to its mean
 
@@ -82,22 +100,18 @@ def top_configs(
 
 def confirm(
     experiment_dir: Path,
-    k: int,
-    seeds: int,
-    metric: str,
-    mode: str,
+    plan: ConfirmPlan,
     run: Callable[[Any, list[dict[str, Any]], str], Path],
     echo: Callable[[str], None] = print,
-    folds: int | None = None,
 ) -> Confirmation:
-    """Retrain the top ``k`` configurations ``seeds`` times each (times ``folds`` k-fold
-    splits); see the module docstring.
+    """Retrain the top configurations as ``plan`` says; see the module docstring.
 
     ``run(spec, configs, name)`` runs a search of exactly ``configs`` (a ``fold`` key in each
-    when ``folds``) and returns its folder.
+    when ``plan.folds``) and returns its folder.
     """
     saved, spec = load_search(experiment_dir)
-    top = top_configs(experiment_dir, k, metric, mode)
+    metric, mode, seeds, folds = plan.metric, plan.mode, plan.seeds, plan.folds
+    top = top_configs(experiment_dir, plan.k, metric, mode)
     candidates = [Candidate(_configuration(config), name) for name, config in top]
     configs = [
         {
@@ -111,7 +125,7 @@ def confirm(
     ]
     echo(
         f"confirming the top {len(top)} of search {saved['search']} by {metric}: "
-        f"{runs_text(seeds, folds)} each, {len(configs)} runs, no early stopping across runs"
+        f"{plan.runs_text()} each, {len(configs)} runs, no early stopping across runs"
     )
     confirm_spec = spec.model_copy(update={"scheduler": SchedulerSpec(type="none")})
     folder = run(confirm_spec, configs, f"{saved['search']}-confirm")
@@ -133,27 +147,24 @@ def confirm(
     winner = scored[0]
     mean = winner.mean_std(metric)[0]
     representative = min(winner.runs, key=lambda run: abs(run[1].get(metric, math.inf) - mean))
-    return Confirmation(folder.name, metric, mode, seeds, folds, scored, representative)
+    return Confirmation(folder.name, plan, scored, representative)
 
 
 def confirm_and_export(
     experiment_dir: Path,
-    k: int,
-    seeds: int,
-    metric: str,
-    mode: str,
+    plan: ConfirmPlan,
     run: Callable[[Any, list[dict[str, Any]], str], Path],
     export_dir: Path | None,
     force: bool,
     echo: Callable[[str], None] = print,
-    folds: int | None = None,
 ) -> Confirmation:
     """``confirm``, then print the candidates and the winner, and export the winner's run
     closest to its mean to ``export_dir`` (its ``config.yaml`` records the protocol)."""
     from skinsearch.checkpoints import best_checkpoint
     from skinsearch.results import BestTrial, TrialScore, export_bundle
 
-    result = confirm(experiment_dir, k, seeds, metric, mode, run, echo, folds)
+    result = confirm(experiment_dir, plan, run, echo)
+    metric, mode = plan.metric, plan.mode
     winner = result.candidates[0]
     mean, std = winner.mean_std(metric)
     searched = sorted(
@@ -161,7 +172,7 @@ def confirm_and_export(
         for name in winner.config
         if len({repr(c.config.get(name)) for c in result.candidates}) > 1
     )
-    echo(f"\nconfirmed over {runs_text(seeds, folds)} each (mean ± std at each run's best epoch):")
+    echo(f"\nconfirmed over {plan.runs_text()} each (mean ± std at each run's best epoch):")
     for line in table(result, searched):
         echo(line)
     folder, row = result.representative
@@ -180,7 +191,7 @@ def confirm_and_export(
     best = BestTrial(result.search, metric, mode, score, "tune", len(winner.runs))
     protocol = {
         "protocol": (
-            f"mean over {runs_text(seeds, folds)} of the top {k} configurations (best --confirm)"
+            f"mean over {plan.runs_text()} of the top {plan.k} configurations (best --confirm)"
         ),
         "mean": mean,
         "std": std,
@@ -190,7 +201,7 @@ def confirm_and_export(
                 for f, _ in winner.runs
             }
         ),
-        "folds": folds,
+        "folds": plan.folds,
         "searched_in": experiment_dir.name,
         "confirmed_in": result.search,
         "exported_run": "the winner's run closest to its mean",
@@ -218,15 +229,6 @@ def table(result: Confirmation, searched: list[str]) -> list[str]:
     ]
 
 
-def runs_text(seeds: int, folds: int | None) -> str:
-    """How each configuration is rerun, in words: "3 seeds", "5 folds of train+val", ..."""
-    seeds_text = f"{seeds} seed{'s' if seeds != 1 else ''}"
-    if not folds:
-        return seeds_text
-    folds_text = f"{folds} folds of train+val"
-    return folds_text if seeds == 1 else f"{seeds_text} × {folds_text}"
-
-
 def _configuration(config: dict[str, Any]) -> dict[str, Any]:
     # what is being confirmed: the hyperparameters, without the seed and the fold of a run
     return {n: v for n, v in config.items() if n not in ("seed", "fold")}
@@ -246,3 +248,39 @@ def _or_worst(value: float, sign: float) -> float:
 
 def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def confirm_search(
+    storage: Storage,
+    experiment_dir: Path,
+    plan: ConfirmPlan,
+    cpus: int | None,
+    mlflow_uri: str | None,
+    export_dir: Path | None,
+    force: bool,
+    echo: Callable[[str], None] = print,
+) -> Confirmation:
+    """``confirm_and_export`` with the confirmation runs as a real search in ``storage``
+    (named ``<search>-confirm``, numbered if taken), tracked where the search was."""
+    from skinsearch.searches import new_search_name
+    from skinsearch.tuner import RunOptions, run_search
+
+    saved, _ = load_search(experiment_dir)
+
+    def run(spec: Any, configs: list[dict[str, Any]], name: str) -> Path:
+        options = RunOptions(
+            storage=storage,
+            name=new_search_name(storage, name, explicit=False),
+            cpus=cpus,
+            mlflow_uri=mlflow_uri or saved.get("tracking_uri"),
+            configs=configs,
+            folds=plan.folds,
+        )
+        outcome = run_search(spec, options, echo=echo)
+        if outcome.interrupted:
+            raise SkinsearchError("the confirmation was interrupted; nothing was chosen")
+        if export_dir is not None:
+            storage.pull(options.name)  # a URI's models, for the export (a folder's are there)
+        return outcome.experiment_dir
+
+    return confirm_and_export(experiment_dir, plan, run, export_dir, force, echo)

@@ -21,7 +21,7 @@ from skinsearch.checkpoints import best_checkpoint
 from skinsearch.errors import SkinsearchError
 from skinsearch.metrics import Evaluation
 from skinsearch.plots import plt, save_confusion_png
-from skinsearch.results import load_search
+from skinsearch.searches import load_search
 from skinsearch.spec import SearchSpec
 from skinsearch.tracking import SearchTracker, check_tracking_uri
 from skinsearch.trials import result_rows, trial_end

@@ -20,7 +20,6 @@ import yaml
 
 from skinsearch.checkpoints import write_evaluation
 from skinsearch.errors import ResultsError
-from skinsearch.spec import SearchSpec, parse_spec
 from skinsearch.storage import SEARCH_FILE
 from skinsearch.tracking import SEARCH_TAG, TRIAL_DIR_TAG, TRIAL_TAG, default_tracking_uri
 
@@ -49,33 +48,6 @@ class BestTrial:
     source: str  # "mlflow" or "tune"
     trials_scored: int
     note: str = ""
-
-
-def find_search(storage: Path, name: str | None, shown: str | None = None) -> Path:
-    """The results folder of search ``name``, or of the most recent search under ``storage``
-    (named ``shown`` in messages: a URI whose mirror ``storage`` is)."""
-    shown = shown or str(storage)
-    if name is not None:
-        folder = storage / name
-        if not (folder / SEARCH_FILE).exists():
-            known = ", ".join(p.parent.name for p in sorted(storage.glob(f"*/{SEARCH_FILE}")))
-            raise ResultsError(
-                f"no search named {name!r} under {shown} (searches there: {known or 'none'})"
-            )
-        return folder
-    found = sorted(storage.glob(f"*/{SEARCH_FILE}"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise ResultsError(
-            f"no search under {shown}; run `skinsearch run FILE` first or pass --storage"
-        )
-    return found[-1].parent
-
-
-def load_search(experiment_dir: Path) -> tuple[dict[str, Any], SearchSpec]:
-    """A search's ``search.yaml`` (name, classes, trial count, tracking URI) and its spec."""
-    path = experiment_dir / SEARCH_FILE
-    saved = yaml.safe_load(path.read_text())
-    return saved, parse_spec(saved["spec"], str(path))
 
 
 def find_best(

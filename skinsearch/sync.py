@@ -14,7 +14,7 @@ from pathlib import Path
 
 from skinsearch import space
 from skinsearch.errors import SkinsearchError
-from skinsearch.results import load_search
+from skinsearch.searches import load_search
 from skinsearch.tracking import SearchTracker, TrialRecord, check_tracking_uri
 from skinsearch.trials import logged_metrics, read_trial, result_rows, trial_end
 

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from skinsearch import space
 from skinsearch.callbacks import progress_callback, tracking_callback
 from skinsearch.cluster import check_address, start_ray
@@ -25,8 +23,9 @@ from skinsearch.data import decode_dataset, scan_dataset
 from skinsearch.data.decode import fold_splits
 from skinsearch.data.synthetic import synthetic_root
 from skinsearch.errors import DataError, SkinsearchError
+from skinsearch.searches import save_search_file
 from skinsearch.spec import Param, SearchSpec
-from skinsearch.storage import SEARCH_FILE, Storage
+from skinsearch.storage import Storage
 from skinsearch.tracking import (
     SearchTracker,
     TrialRecord,
@@ -138,8 +137,15 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
             echo(f"resuming: {sum(t.end is not None for t in tracker.trials.values())} trials done")
         else:
             experiment_dir.mkdir(parents=True, exist_ok=True)
-            search_file = _save_search_file(
-                spec, options, experiment_dir, files.class_names, planned, tracking_uri
+            search_file = save_search_file(
+                experiment_dir,
+                spec,
+                options.name,
+                files.class_names,
+                planned,
+                options.storage,
+                tracking_uri,
+                options.folds,
             )
             options.storage.push(search_file)
             tracker.start_search(
@@ -224,29 +230,6 @@ def _tracker(spec: SearchSpec, options: RunOptions, uri: str) -> SearchTracker:
         raise SkinsearchError(
             f"MLflow tracking at {uri} is not usable ({first[:200]}); start the server or pass another --mlflow-uri"
         ) from None
-
-
-def _save_search_file(
-    spec: SearchSpec,
-    options: RunOptions,
-    folder: Path,
-    classes: list[str],
-    trials: int,
-    tracking_uri: str,
-) -> Path:
-    # the resolved spec beside the results, as nanoGPT saves its config beside the checkpoint
-    doc = {
-        "spec": spec.to_yaml_dict(),
-        "search": options.name,
-        "classes": classes,
-        "trials": trials,
-        "storage": str(options.storage),  # the folder or URI
-        "tracking_uri": tracking_uri,
-        "folds": options.folds,
-    }
-    path = folder / SEARCH_FILE
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
 
 
 def _search_params(

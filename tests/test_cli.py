@@ -132,8 +132,8 @@ def test_python_dash_m_runs_the_cli() -> None:
 def test_a_taken_default_name_is_numbered_and_a_taken_explicit_name_is_an_error(
     tmp_path: Path,
 ) -> None:
-    from skinsearch.cli import _search_name
     from skinsearch.errors import SkinsearchError
+    from skinsearch.searches import new_search_name as _search_name
     from skinsearch.storage import Storage
 
     storage = Storage(tmp_path)

@@ -1,0 +1,133 @@
+"""The searches in a storage, each a folder with its ``search.yaml``: writing and reading that
+file, finding a search (by name, or the latest), naming a new one, and picking one to resume.
+
+``search.yaml`` holds the resolved spec beside the results, as nanoGPT saves its config beside
+the checkpoint, with the search's name, classes, planned trials, storage and tracking URI.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from skinsearch.errors import ResultsError, SkinsearchError
+from skinsearch.spec import SearchSpec, parse_spec
+from skinsearch.storage import SEARCH_FILE, Storage, open_storage
+
+
+def save_search_file(
+    folder: Path,
+    spec: SearchSpec,
+    name: str,
+    classes: list[str],
+    trials: int,
+    storage: Storage,
+    tracking_uri: str,
+    folds: int | None = None,
+) -> Path:
+    """Write the search's ``search.yaml`` in its folder; returns its path."""
+    doc = {
+        "spec": spec.to_yaml_dict(),
+        "search": name,
+        "classes": classes,
+        "trials": trials,
+        "storage": str(storage),  # the folder or URI
+        "tracking_uri": tracking_uri,
+        "folds": folds,
+    }
+    path = folder / SEARCH_FILE
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def load_search(experiment_dir: Path) -> tuple[dict[str, Any], SearchSpec]:
+    """A search's ``search.yaml`` (name, classes, trial count, tracking URI) and its spec."""
+    path = experiment_dir / SEARCH_FILE
+    saved = yaml.safe_load(path.read_text())
+    return saved, parse_spec(saved["spec"], str(path))
+
+
+def open_search(storage: str, name: str | None, models: bool) -> tuple[Storage, Path]:
+    """The storage ``--storage`` names and the folder of search ``name`` (default: the latest)
+    in it, copied down first when the storage is a URI (with its models when ``models``)."""
+    where = open_storage(storage, write=False)
+    where.pull()
+    folder = find_search(where.folder, name, shown=str(where))
+    where.pull(folder.name, models=models)
+    return where, folder
+
+
+def find_search(storage: Path, name: str | None, shown: str | None = None) -> Path:
+    """The results folder of search ``name``, or of the most recent search under ``storage``
+    (named ``shown`` in messages: a URI whose mirror ``storage`` is)."""
+    shown = shown or str(storage)
+    if name is not None:
+        folder = storage / name
+        if not (folder / SEARCH_FILE).exists():
+            known = ", ".join(p.parent.name for p in sorted(storage.glob(f"*/{SEARCH_FILE}")))
+            raise ResultsError(
+                f"no search named {name!r} under {shown} (searches there: {known or 'none'})"
+            )
+        return folder
+    found = sorted(storage.glob(f"*/{SEARCH_FILE}"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise ResultsError(
+            f"no search under {shown}; run `skinsearch run FILE` first or pass --storage"
+        )
+    return found[-1].parent
+
+
+def new_search_name(storage: Storage, name: str, explicit: bool) -> str:
+    """``name``, or when a search has it (and it was not given explicitly) ``name-2``, ``-3``..."""
+    check_name(name)
+    # a URI's searches are in its mirror (pulled before): any name there is taken
+    folder = storage.folder
+    if not (folder / name).exists():
+        return name
+    if explicit:
+        raise SkinsearchError(
+            f"--name: a search named {name!r} already exists under {storage}; choose another name"
+        )
+    n = 2
+    while (folder / f"{name}-{n}").exists():
+        n += 1
+    return f"{name}-{n}"
+
+
+def resumable(
+    storage: Storage, name: str, spec: SearchSpec, file: Path
+) -> tuple[str, str | None, int | None]:
+    """The search to resume (the given name, else the latest numbered from it), checked against
+    FILE; returns its name, tracking URI and planned trial count."""
+    check_name(name)
+    candidates = [name] + [f"{name}-{n}" for n in range(2, 1000)]
+    existing = [c for c in candidates if (storage.folder / c / SEARCH_FILE).is_file()]
+    if not existing:
+        raise SkinsearchError(
+            f"--resume: no search named {name!r} under {storage}; check --name and --storage"
+        )
+    found = existing[-1]
+    saved = yaml.safe_load((storage.folder / found / SEARCH_FILE).read_text())
+    if saved["spec"] != spec.to_yaml_dict():
+        differ = sorted(
+            k
+            for k in {**saved["spec"], **spec.to_yaml_dict()}
+            if saved["spec"].get(k) != spec.to_yaml_dict().get(k)
+        )
+        raise SkinsearchError(
+            f"--resume: {file} ({', '.join(differ)}) differs from the search {found!r} was started "
+            f"with; resume with the same file and options, or start a new search without --resume"
+        )
+    return found, saved.get("tracking_uri"), saved.get("trials")
+
+
+def check_name(name: str) -> None:
+    # the name is a folder under --storage: nothing may be written outside it
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) or len(name) > 100:
+        raise SkinsearchError(
+            f"--name: {name!r} is not a folder name (use letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit)"
+        )
