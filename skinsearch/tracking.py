@@ -81,6 +81,7 @@ class TrialRecord:
     end: str | None = None
     error: str = ""
     closed: bool = False  # its MLflow run was ended
+    open_tried: bool = False  # creating its MLflow run was attempted
 
 
 class SearchTracker:
@@ -261,7 +262,9 @@ class SearchTracker:
         ):
             record.best = dict(metrics)
         logged = {k: v for k, v in metrics.items() if k != "epoch"}
-        self._io(self._log_trial, trial_id, logged, step)
+        # stamped now, so that a retry of a write the server did take is the same row again
+        # (MLflow stores an identical metric row once), not a second point at this step
+        self._io(self._log_trial, trial_id, logged, step, _now_ms())
 
     def end_trial(self, trial_id: str, end: str, error: str = "") -> None:
         """Record how a trial ended and close its run: summary metrics, best-epoch artifacts."""
@@ -276,6 +279,17 @@ class SearchTracker:
         record = self.trials[trial_id]
         if record.run_id:
             return
+        if record.open_tried:  # a retry: the server may have created the run before it failed
+            found = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=f"tags.`{SEARCH_TAG}` = '{self.search}' and "
+                f"tags.`{TRIAL_TAG}` = '{trial_id}'",
+            )
+            if found:
+                record.run_id = found[0].info.run_id
+                self._log(record.run_id, params=record.config)
+                return
+        record.open_tried = True
         run = self.client.create_run(
             self.experiment_id,
             run_name=record.name,
@@ -289,9 +303,9 @@ class SearchTracker:
         record.run_id = run.info.run_id
         self._log(record.run_id, params=record.config)
 
-    def _log_trial(self, trial_id: str, metrics: dict[str, float], step: int) -> None:
+    def _log_trial(self, trial_id: str, metrics: dict[str, float], step: int, stamp: int) -> None:
         run_id = self._run_of(trial_id)
-        self._log(run_id, metrics=metrics, step=step)
+        self._log(run_id, metrics=metrics, step=step, stamp=stamp)
 
     def _close_run(self, trial_id: str) -> None:
         record = self.trials[trial_id]
@@ -392,10 +406,11 @@ class SearchTracker:
         metrics: dict[str, float] | None = None,
         params: dict[str, Any] | None = None,
         step: int = 0,
+        stamp: int | None = None,
     ) -> None:
         from mlflow.entities import Metric, Param
 
-        now = int(time.time() * 1000)
+        now = _now_ms() if stamp is None else stamp
         self.client.log_batch(
             run_id,
             metrics=[
@@ -403,6 +418,10 @@ class SearchTracker:
             ],
             params=[Param(k, _param_text(v)) for k, v in (params or {}).items()],
         )
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -59,3 +61,25 @@ def spawn_skinsearch(*args: str, output: bool = True) -> subprocess.Popen[str]:
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
         start_new_session=True,
     )
+
+
+def start_server(
+    command: list[str], url: str, log_file: Path, timeout_s: float = 90
+) -> subprocess.Popen[bytes]:
+    """Start a server process (its own process group, output to ``log_file``) and wait until
+    ``url`` answers; fail the test with the end of its log if it dies or does not answer."""
+    with log_file.open("a") as log:
+        proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return proc
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(
+                    f"{Path(command[0]).name} did not start: {log_file.read_text()[-2000:]}"
+                )
+            time.sleep(0.3)

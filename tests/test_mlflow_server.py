@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from skinsearch.cli import main
-from tests.conftest import spawn_skinsearch
+from tests.conftest import spawn_skinsearch, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -38,8 +37,7 @@ class MlflowServer:
 
     def start(self) -> None:
         mlflow = Path(sys.executable).parent / "mlflow"
-        log = (self.folder / "server.log").open("a")
-        self.proc = subprocess.Popen(
+        self.proc = start_server(
             [
                 str(mlflow),
                 "server",
@@ -52,22 +50,9 @@ class MlflowServer:
                 "--port",
                 str(self.port),
             ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            f"{self.url}/health",
+            self.folder / "server.log",
         )
-        log.close()
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2):
-                    return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(
-                        f"mlflow server did not start: {(self.folder / 'server.log').read_text()[-2000:]}"
-                    )
-                time.sleep(0.5)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -7,10 +7,8 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from skinsearch.cli import main
-from tests.conftest import spawn_skinsearch
+from tests.conftest import spawn_skinsearch, start_server
 from tests.test_mlflow_server import free_port
 from tests.test_search_modes import descendants
 
@@ -32,27 +30,14 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     workers inherit them, as a cluster's nodes would have their own)."""
     moto = Path(sys.executable).parent / "moto_server"
     port = free_port()
-    log_file = tmp_path_factory.mktemp("moto") / "moto.log"
-    with log_file.open("w") as log:
-        proc = subprocess.Popen(
-            [str(moto), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     url = f"http://127.0.0.1:{port}"
+    log_file = tmp_path_factory.mktemp("moto") / "moto.log"
+    proc = start_server(
+        [str(moto), "-H", "127.0.0.1", "-p", str(port)], f"{url}/moto-api/", log_file
+    )
     saved = {k: os.environ.get(k) for k in AWS_ENV}
     os.environ.update(AWS_ENV, AWS_ENDPOINT_URL=url)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/moto-api/", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto_server did not start: {log_file.read_text()[-2000:]}")
-                time.sleep(0.3)
         from pyarrow import fs
 
         fs.S3FileSystem(endpoint_override=url, allow_bucket_creation=True).create_dir(BUCKET)
