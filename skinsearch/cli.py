@@ -57,6 +57,27 @@ def _user_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _search_options(command: F) -> F:
+    """``--name``, ``--storage`` and ``--mlflow-uri``, for the commands that read a search."""
+    options = [
+        click.option("--name", help="Search name (default: the most recent under --storage)."),
+        click.option(
+            "--storage",
+            default=DEFAULT_STORAGE,
+            show_default=True,
+            help="Results folder, or s3://BUCKET/PREFIX.",
+        ),
+        click.option(
+            "--mlflow-uri",
+            envvar="MLFLOW_TRACKING_URI",
+            help="MLflow tracking URI (default: the one the search used).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="skinsearch")
 def main() -> None:
@@ -207,22 +228,11 @@ def run(
 
 
 @main.command()
-@click.option("--name", help="Search name (default: the most recent under --storage).")
-@click.option(
-    "--storage",
-    default=DEFAULT_STORAGE,
-    show_default=True,
-    help="Results folder, or s3://BUCKET/PREFIX.",
-)
+@_search_options
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
     help="Folder for index.html and its figures (default: the search's report/).",
-)
-@click.option(
-    "--mlflow-uri",
-    envvar="MLFLOW_TRACKING_URI",
-    help="MLflow tracking URI (default: the one the search used).",
 )
 @_user_errors
 def report(name: str | None, storage: str, out: Path | None, mlflow_uri: str | None) -> None:
@@ -245,18 +255,7 @@ def report(name: str | None, storage: str, out: Path | None, mlflow_uri: str | N
 
 
 @main.command("sync-mlflow")
-@click.option("--name", help="Search name (default: the most recent under --storage).")
-@click.option(
-    "--storage",
-    default=DEFAULT_STORAGE,
-    show_default=True,
-    help="Results folder, or s3://BUCKET/PREFIX.",
-)
-@click.option(
-    "--mlflow-uri",
-    envvar="MLFLOW_TRACKING_URI",
-    help="MLflow tracking URI (default: the one the search used).",
-)
+@_search_options
 @_user_errors
 def sync_mlflow(name: str | None, storage: str, mlflow_uri: str | None) -> None:
     """Re-log a search's trials into MLflow from Tune's files (after the server was down)."""
@@ -268,13 +267,7 @@ def sync_mlflow(name: str | None, storage: str, mlflow_uri: str | None) -> None:
 
 
 @main.command()
-@click.option("--name", help="Search name (default: the most recent under --storage).")
-@click.option(
-    "--storage",
-    default=DEFAULT_STORAGE,
-    show_default=True,
-    help="Results folder, or s3://BUCKET/PREFIX.",
-)
+@_search_options
 @click.option("--metric", default="val_acc", show_default=True, help="Any reported metric.")
 @click.option(
     "--mode", type=click.Choice(["max", "min"]), help="Default: min for *_loss, else max."
@@ -286,11 +279,6 @@ def sync_mlflow(name: str | None, storage: str, mlflow_uri: str | None) -> None:
     help="Write the best model's bundle here.",
 )
 @click.option("--force", is_flag=True, help="Replace a non-empty export folder.")
-@click.option(
-    "--mlflow-uri",
-    envvar="MLFLOW_TRACKING_URI",
-    help="MLflow tracking URI (default: SQLite under --storage).",
-)
 @click.option(
     "--confirm",
     "confirm_k",

@@ -20,7 +20,8 @@ import yaml
 
 from skinsearch.checkpoints import write_evaluation
 from skinsearch.errors import ResultsError
-from skinsearch.storage import SEARCH_FILE
+from skinsearch.searches import load_search
+from skinsearch.storage import basename
 from skinsearch.tracking import SEARCH_TAG, TRIAL_DIR_TAG, TRIAL_TAG, default_tracking_uri
 
 BUNDLE_FILES = ("config.yaml", "model_state.pt")
@@ -58,7 +59,7 @@ def find_best(
     Raises:
         ResultsError: when no trial of the search has reported ``metric``.
     """
-    info = yaml.safe_load((experiment_dir / SEARCH_FILE).read_text())
+    info, _ = load_search(experiment_dir)
     search, sign = info["search"], (1.0 if mode == "max" else -1.0)
     note = ""
     try:
@@ -241,7 +242,7 @@ def _scores_from_mlflow(
             TrialScore(
                 run.data.tags[TRIAL_TAG],
                 # the trial's folder under this search's (the tag may name a URI)
-                experiment_dir / run.data.tags[TRIAL_DIR_TAG].rstrip("/").rsplit("/", 1)[-1],
+                experiment_dir / basename(run.data.tags[TRIAL_DIR_TAG]),
                 top.value,
                 top.step,
             )

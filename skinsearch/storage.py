@@ -115,6 +115,11 @@ def is_uri(location: str) -> bool:
     return "://" in location
 
 
+def basename(location: str) -> str:
+    """The last part of a folder path or URI (a trial's folder name, wherever it is kept)."""
+    return location.rstrip("/").rsplit("/", 1)[-1]
+
+
 def upload(path: Path, uri: str) -> None:
     """Copy a local file, or a folder's files, to ``uri``."""
     fs, target = _filesystem(uri)

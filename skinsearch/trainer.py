@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,13 +134,10 @@ class Trainer:
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities for ``(N, H, W, 3)`` uint8 images."""
-        self.model.eval()
-        out = []
-        with torch.inference_mode():
-            for start in range(0, len(images), EVAL_BATCH):
-                batch = self._to_input(images[start : start + EVAL_BATCH])
-                out.append(tta_proba(self.model, batch, self.train.tta).cpu().numpy())
-        return np.concatenate(out)
+        return self._proba(
+            self._on_device(images[start : start + EVAL_BATCH])
+            for start in range(0, len(images), EVAL_BATCH)
+        )
 
     def save(self, folder: str | Path, result: EpochResult) -> None:
         """Write a self-describing checkpoint: weights, optimizer, loop state, this epoch's
@@ -191,10 +189,10 @@ class Trainer:
             idx = np.sort(order[start : start + bs])
             if self.resident:
                 rows = torch.from_numpy(idx).to(self.device)
-                inputs = self._resident_input(self.x_train[rows], train=True)
+                inputs = self._input(self.x_train[rows], train=True)
                 targets = self.y_train[rows]
             else:
-                inputs = self._to_input(augment_batch(self.augment, x[idx]))
+                inputs = self._input(self._on_device(augment_batch(self.augment, x[idx])))
                 targets = torch.from_numpy(y[idx]).to(self.device)
             logits = self.model(inputs)
             loss = self.criterion(logits, targets)
@@ -212,34 +210,29 @@ class Trainer:
 
     def _evaluate(self) -> tuple[float, Evaluation]:
         if self.resident:
-            self.model.eval()
-            with torch.inference_mode():
-                probs = (
-                    torch.cat(
-                        [
-                            tta_proba(self.model, self._resident_input(batch), self.train.tta)
-                            for batch in self.x_val.split(EVAL_BATCH)
-                        ]
-                    )
-                    .cpu()
-                    .numpy()
-                )  # one transfer of the probabilities per epoch
+            probs = self._proba(self.x_val.split(EVAL_BATCH))
         else:
             probs = self.predict_proba(self.data.x_val)
         labels = self.data.y_val
         nll = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))
         return float(nll.mean()), evaluate(labels, probs, self.data.class_names)
 
-    def _resident_input(self, images: torch.Tensor, train: bool = False) -> torch.Tensor:
+    def _proba(self, batches: Iterable[torch.Tensor]) -> np.ndarray:
+        # uint8 NHWC batches on the device -> probabilities, moved to the host once
+        self.model.eval()
+        with torch.inference_mode():
+            probs = [tta_proba(self.model, self._input(b), self.train.tta) for b in batches]
+        return torch.cat(probs).cpu().numpy()
+
+    def _input(self, images: torch.Tensor, train: bool = False) -> torch.Tensor:
+        # uint8 NHWC on the device -> normalised NCHW float (augmented there on the GPU path)
         batch = images.permute(0, 3, 1, 2).float().div_(255.0)
         if train and self.batch_augment is not None:
             batch = self.batch_augment(batch, self.generator)
         return (batch - self.mean) / self.std
 
-    def _to_input(self, images: np.ndarray) -> torch.Tensor:
-        batch = torch.from_numpy(np.ascontiguousarray(images)).to(self.device, non_blocking=True)
-        batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
-        return (batch - self.mean) / self.std
+    def _on_device(self, images: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(images)).to(self.device, non_blocking=True)
 
 
 def lr_factor(hp: HParams, epoch: int, max_epochs: int) -> float:

@@ -25,7 +25,7 @@ from skinsearch.data.synthetic import synthetic_root
 from skinsearch.errors import DataError, SkinsearchError
 from skinsearch.searches import save_search_file
 from skinsearch.spec import Param, SearchSpec
-from skinsearch.storage import Storage
+from skinsearch.storage import Storage, basename
 from skinsearch.tracking import (
     SearchTracker,
     TrialRecord,
@@ -128,7 +128,7 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
             options.storage.pull(options.name, models=False)
             tracker.resume_search(
                 lambda location: read_trial(
-                    experiment_dir / _basename(location),
+                    experiment_dir / basename(location),  # trials sit right under it
                     spec.train.metric,
                     spec.train.resolved_mode,
                     fixed,
@@ -401,11 +401,6 @@ def _drop_trial_tracebacks(record: logging.LogRecord) -> bool:
     return not (
         "Error handling checkpoint" in str(record.msg) and isinstance(error, FileNotFoundError)
     )
-
-
-def _basename(location: str) -> str:
-    # a trial's folder, recorded as a path or a URI, is always directly under the search's
-    return location.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _trial_name(trial: Any) -> str:
