@@ -136,9 +136,10 @@ def bare_loop(
 
 
 def check_resident(data: Any, hp: HParams, device: str) -> str:
-    """One epoch on this device against one on the CPU path (no augmentation, same seed)."""
+    """One epoch of the resident path on this device against one of the CPU path (no
+    augmentation, same seed)."""
     cpu = Trainer("cnn", hp, TrainSpec(max_epochs=1), data, "cpu", resident=False)
-    here = Trainer("cnn", hp, TrainSpec(max_epochs=1), data, device)
+    here = Trainer("cnn", hp, TrainSpec(max_epochs=1), data, device, resident=True)
     a, b = cpu.fit_epoch().metrics, here.fit_epoch().metrics
     worst = max(abs(a[k] - b[k]) for k in ("train_loss", "val_loss", "val_acc"))
     verdict = "same within tolerance" if worst < 0.02 else "DIFFERENT"
