@@ -54,10 +54,20 @@ class MlflowServer:
             self.folder / "server.log",
         )
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)  # the server and its workers, nothing else
+    def stop(self, crash: bool = False) -> None:
+        """Stop the server and its workers (nothing else): with ``crash``, at once (SIGKILL)."""
+        if self.proc is not None and self.proc.poll() is None and crash:
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                # its workers may wait for requests in flight (a search logging mid-stop): the
+                # server goes down hard, as a crashed one would
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
         self.proc = None
 
 
@@ -163,7 +173,7 @@ def test_a_server_down_mid_search_loses_nothing_and_sync_relogs_it(
             if any(len(f.read_text().splitlines()) >= 5 for f in files):
                 break
             time.sleep(0.2)
-        server.stop()  # mid-search
+        server.stop(crash=True)  # mid-search, at once (a graceful stop would finish requests)
         output, _ = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
