@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel
 
@@ -23,6 +23,7 @@ def _valid_keys(root: type[BaseModel], loc: list[Any]) -> list[str]:
         fields: dict[str, Any] = model.model_fields
         field = fields.get(part) if isinstance(part, str) else None
         model = field.annotation if field is not None else None
+        model = next((a for a in get_args(model) if a is not type(None)), model)  # X | None
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             return []
     return list(model.model_fields)

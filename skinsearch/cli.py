@@ -97,32 +97,13 @@ def validate(file: Path) -> None:
     """Check a search-space FILE and print the space it resolves to, without starting Ray."""
     from skinsearch import space
     from skinsearch.spec import load_spec
+    from skinsearch.summary import plan_lines
 
     spec = load_spec(file)
     space.check_space(spec, str(file))
     click.echo(f"{file}: valid")
-    click.echo(f"name: {spec.name}   model: {spec.model}   data: {spec.data.path}")
-    t, sch = spec.train, spec.scheduler
-    click.echo(
-        f"train: up to {t.max_epochs} epochs, patience {t.patience}, "
-        f"{t.metric} ({t.resolved_mode}), class weights {t.class_weights}, label smoothing {t.label_smoothing:g}"
-    )
-    click.echo(
-        f"search: {spec.search.sampler}, num_samples {spec.search.num_samples}, seed {spec.search.seed}; "
-        + (
-            f"scheduler asha (grace {sch.grace_period}, reduction {sch.reduction_factor:g})"
-            if sch.type == "asha"
-            else "no scheduler"
-        )
-    )
-    click.echo(
-        f"resources per trial: {spec.resources.cpus_per_trial:g} CPU, {spec.resources.gpus_per_trial:g} GPU"
-    )
-    click.echo("params:")
-    for line in space.describe(spec):
-        click.echo(f"  {line}")
-    n = space.num_trials(spec)
-    click.echo(f"{n} trial{'s' if n != 1 else ''}")
+    for line in plan_lines(spec):
+        click.echo(line)
 
 
 @main.command()
@@ -172,6 +153,7 @@ def validate(file: Path) -> None:
     is_flag=True,
     help="Carry on a stopped search (--name, default: the latest from FILE): finished trials are kept.",
 )
+@click.option("--no-confirm", is_flag=True, help="Skip the file's confirm: block.")
 @_user_errors
 def run(
     file: Path,
@@ -187,9 +169,12 @@ def run(
     max_failures: int,
     dashboard_host: str,
     resume: bool,
+    no_confirm: bool,
 ) -> None:
-    """Run the search that FILE describes on Ray Tune."""
+    """Run the search that FILE describes on Ray Tune; then, when FILE has a confirm: block,
+    retrain its top configurations with fresh seeds (or folds) and choose on the mean."""
     from skinsearch import space
+    from skinsearch.confirm import ConfirmPlan, confirm_search
     from skinsearch.searches import new_search_name, resumable
     from skinsearch.spec import load_spec
     from skinsearch.storage import open_storage
@@ -225,6 +210,11 @@ def run(
             err=True,
         )
         sys.exit(130)
+    if spec.confirm is not None and not no_confirm:
+        click.echo("")
+        plan = ConfirmPlan.from_spec(spec)
+        confirm_search(outcome.experiment_dir, plan, options, echo=click.echo)
+        click.echo(f"`skinsearch best --metric {plan.metric}` now shows this confirmed winner")
 
 
 @main.command()
@@ -296,6 +286,9 @@ def sync_mlflow(name: str | None, storage: str, mlflow_uri: str | None) -> None:
     help="With --confirm, also run each seed on F k-fold splits of train+val.",
 )
 @click.option("--cpus", type=click.IntRange(min=1), help="CPUs Ray may use for --confirm.")
+@click.option(
+    "--single", is_flag=True, help="The best single trial, even when the search was confirmed."
+)
 @_user_errors
 def best(
     name: str | None,
@@ -309,17 +302,19 @@ def best(
     seeds: int | None,
     folds: int | None,
     cpus: int | None,
+    single: bool,
 ) -> None:
     """Show the best trial of a search by its best epoch, and optionally export it.
 
     With --confirm K, retrain the top K configurations --seeds times each with fresh seeds
     (a new search, <name>-confirm), with --folds F once per k-fold split of train+val for
     each seed, print mean ± std of every metric, and choose the winner on the mean; --export
-    then writes the winner's run closest to that mean."""
-    from skinsearch.checkpoints import best_checkpoint
-    from skinsearch.confirm import ConfirmPlan, confirm_search
-    from skinsearch.results import check_export_dir, epoch_metrics, export_bundle, find_best
+    then writes the winner's run closest to that mean. A search confirmed before (by --confirm
+    or its file's confirm: block) shows that confirmed winner when asked for the same metric."""
+    from skinsearch.confirm import ConfirmPlan, confirm_search, recall, show_and_export
+    from skinsearch.results import check_export_dir, show_best
     from skinsearch.searches import open_search
+    from skinsearch.tuner import RunOptions
 
     mode = mode or ("min" if metric.endswith("_loss") else "max")
     if confirm_k is None and (seeds is not None or folds is not None):
@@ -335,39 +330,18 @@ def best(
     where, experiment_dir = open_search(storage, name, models=export_dir is not None)
     if confirm_k is not None:
         plan = ConfirmPlan(confirm_k, seeds, metric, mode, folds)
-        confirm_search(
-            where, experiment_dir, plan, cpus, mlflow_uri, export_dir, force, echo=click.echo
-        )
+        options = RunOptions(where, experiment_dir.name, cpus=cpus, mlflow_uri=mlflow_uri)
+        confirm_search(experiment_dir, plan, options, export_dir, force, echo=click.echo)
         return
-    result = find_best(experiment_dir, metric, mode, mlflow_uri)
-    score = result.score
-    click.echo(
-        f"search {result.search}: best of {result.trials_scored} trials by {metric} ({mode}), from {result.source}"
-    )
-    if result.note:
-        click.echo(f"note: {result.note}using Tune's results")
-    click.echo(f"trial {score.trial_id}, epoch {score.epoch}: {metric} = {score.value:.4f}")
-    found = best_checkpoint(score.trial_dir, metric, mode, score.epoch)
-    if found is None:
-        raise SkinsearchError(
-            f"trial folder {score.trial_dir} has no checkpoint; it may have failed in its first epoch"
+    confirmed = None if single else recall(where, experiment_dir, metric, export_dir is not None)
+    if confirmed is not None:
+        click.echo(
+            f"search {experiment_dir.name} was confirmed in {confirmed.search}: its confirmed "
+            "winner (--single: the best single trial instead)"
         )
-    checkpoint, state, note = found
-    metrics = epoch_metrics(score) or state["metrics"]
-    click.echo(
-        "metrics: "
-        + "  ".join(
-            f"{k}={v:.4f}"
-            for k, v in metrics.items()
-            if not k.startswith("val_recall_") and isinstance(v, float)
-        )
-    )
-    click.echo("config: " + "  ".join(f"{k}={v}" for k, v in state["hparams"].items()))
-    if note:
-        click.echo(f"note: {note}")
-    if export_dir is not None:
-        path = export_bundle(checkpoint, state, result, export_dir, force)
-        click.echo(f"exported to {path}   (try: skinsearch predict {path} IMAGE...)")
+        show_and_export(experiment_dir, confirmed, export_dir, force, echo=click.echo)
+        return
+    show_best(experiment_dir, metric, mode, mlflow_uri, export_dir, force, echo=click.echo)
 
 
 @main.command()

@@ -12,23 +12,28 @@ configuration, not its luckiest run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from skinsearch import space
 from skinsearch.errors import ResultsError, SkinsearchError
 from skinsearch.searches import load_search
-from skinsearch.spec import SchedulerSpec
+from skinsearch.spec import SchedulerSpec, SearchSpec
 from skinsearch.storage import Storage
 from skinsearch.trials import read_trial
 
+if TYPE_CHECKING:
+    from skinsearch.tuner import RunOptions
+
 REPORTED = ["val_acc", "val_balanced_acc", "val_macro_f1", "val_auc", "val_loss"]
+CONFIRMATION_FILE = "confirmation.json"  # in the confirmed search's folder
 SEED_STEP = 1000  # seeds of the confirmation runs: the trial's seed + 1000, + 2000, ...
 
 
@@ -42,6 +47,13 @@ class ConfirmPlan:
     metric: str
     mode: str
     folds: int | None = None
+
+    @classmethod
+    def from_spec(cls, spec: SearchSpec) -> ConfirmPlan:
+        """The plan of a search file's ``confirm:`` block, by the search's own metric."""
+        assert spec.confirm is not None
+        c = spec.confirm
+        return cls(c.top, c.resolved_seeds, spec.train.metric, spec.train.resolved_mode, c.folds)
 
     def runs_text(self) -> str:
         """How each configuration is rerun, in words: "3 seeds", "5 folds of train+val", ..."""
@@ -110,9 +122,8 @@ def confirm(
     when ``plan.folds``) and returns its folder.
     """
     saved, spec = load_search(experiment_dir)
-    metric, mode, seeds, folds = plan.metric, plan.mode, plan.seeds, plan.folds
-    top = top_configs(experiment_dir, plan.k, metric, mode)
-    candidates = [Candidate(_configuration(config), name) for name, config in top]
+    metric, seeds, folds = plan.metric, plan.seeds, plan.folds
+    top = top_configs(experiment_dir, plan.k, metric, plan.mode)
     configs = [
         {
             **_configuration(config),
@@ -127,9 +138,22 @@ def confirm(
         f"confirming the top {len(top)} of search {saved['search']} by {metric}: "
         f"{plan.runs_text()} each, {len(configs)} runs, no early stopping across runs"
     )
-    confirm_spec = spec.model_copy(update={"scheduler": SchedulerSpec(type="none")})
+    confirm_spec = spec.model_copy(
+        update={"scheduler": SchedulerSpec(type="none"), "confirm": None}
+    )
     folder = run(confirm_spec, configs, f"{saved['search']}-confirm")
+    result = collect(experiment_dir, folder, plan)
+    save_confirmation(experiment_dir, result)
+    return result
 
+
+def collect(experiment_dir: Path, folder: Path, plan: ConfirmPlan) -> Confirmation:
+    """The confirmation of search ``experiment_dir`` that ran in ``folder``: its runs grouped by
+    configuration, best mean first."""
+    _, spec = load_search(experiment_dir)
+    metric, mode = plan.metric, plan.mode
+    top = top_configs(experiment_dir, plan.k, metric, mode)
+    candidates = [Candidate(_configuration(config), name) for name, config in top]
     fixed = space.fixed_hparams(spec)
     by_key = {_key(c.config): c for c in candidates}
     for trial_dir in sorted(folder.glob("trial_*/")):
@@ -150,20 +174,45 @@ def confirm(
     return Confirmation(folder.name, plan, scored, representative)
 
 
-def confirm_and_export(
+def save_confirmation(experiment_dir: Path, result: Confirmation) -> Path:
+    """Write ``confirmation.json`` in the confirmed search's folder: the plan, where it ran and
+    the winner, so that ``best`` by the same metric shows the confirmed winner from then on."""
+    winner = result.candidates[0]
+    mean, std = winner.mean_std(result.plan.metric)
+    doc = {
+        **dataclasses.asdict(result.plan),
+        "confirmed_in": result.search,
+        "winner": {"from_trial": winner.source_trial, "mean": _or_none(mean), "std": _or_none(std)},
+        "representative": result.representative[0].name,
+    }
+    path = experiment_dir / CONFIRMATION_FILE
+    path.write_text(json.dumps(doc, indent=1))
+    return path
+
+
+def stored_plan(experiment_dir: Path) -> tuple[ConfirmPlan, str] | None:
+    """The plan of the search's saved confirmation and the search it ran in, or None."""
+    path = experiment_dir / CONFIRMATION_FILE
+    if not path.is_file():
+        return None
+    doc = json.loads(path.read_text())
+    names = {f.name for f in dataclasses.fields(ConfirmPlan)}
+    return ConfirmPlan(**{k: v for k, v in doc.items() if k in names}), doc["confirmed_in"]
+
+
+def show_and_export(
     experiment_dir: Path,
-    plan: ConfirmPlan,
-    run: Callable[[Any, list[dict[str, Any]], str], Path],
+    result: Confirmation,
     export_dir: Path | None,
     force: bool,
     echo: Callable[[str], None] = print,
-) -> Confirmation:
-    """``confirm``, then print the candidates and the winner, and export the winner's run
-    closest to its mean to ``export_dir`` (its ``config.yaml`` records the protocol)."""
+) -> None:
+    """Print the candidates and the winner, and export the winner's run closest to its mean
+    to ``export_dir`` (its ``config.yaml`` records the protocol)."""
     from skinsearch.checkpoints import best_checkpoint
     from skinsearch.results import BestTrial, TrialScore, export_bundle
 
-    result = confirm(experiment_dir, plan, run, echo)
+    plan = result.plan
     metric, mode = plan.metric, plan.mode
     winner = result.candidates[0]
     mean, std = winner.mean_std(metric)
@@ -182,7 +231,7 @@ def confirm_and_export(
         f"epoch {int(row['epoch'])})"
     )
     if export_dir is None:
-        return result
+        return
     found = best_checkpoint(folder, metric, mode, int(row["epoch"]))
     if found is None:
         raise ResultsError(f"{folder} has no checkpoint to export")
@@ -190,9 +239,7 @@ def confirm_and_export(
     score = TrialScore(folder.name, folder, row[metric], int(row["epoch"]))
     best = BestTrial(result.search, metric, mode, score, "tune", len(winner.runs))
     protocol = {
-        "protocol": (
-            f"mean over {plan.runs_text()} of the top {plan.k} configurations (best --confirm)"
-        ),
+        "protocol": f"mean over {plan.runs_text()} of the top {plan.k} configurations",
         "mean": mean,
         "std": std,
         "seeds": sorted(
@@ -208,7 +255,6 @@ def confirm_and_export(
     }
     path = export_bundle(checkpoint, state, best, export_dir, force, protocol)
     echo(f"exported to {path}   (try: skinsearch predict {path} IMAGE...)")
-    return result
 
 
 def table(result: Confirmation, searched: list[str]) -> list[str]:
@@ -246,41 +292,69 @@ def _or_worst(value: float, sign: float) -> float:
     return value if math.isfinite(value) else -math.inf * sign
 
 
+def _or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
 def _short(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def confirm_search(
-    storage: Storage,
     experiment_dir: Path,
     plan: ConfirmPlan,
-    cpus: int | None,
-    mlflow_uri: str | None,
-    export_dir: Path | None,
-    force: bool,
+    options: RunOptions,
+    export_dir: Path | None = None,
+    force: bool = False,
     echo: Callable[[str], None] = print,
 ) -> Confirmation:
-    """``confirm_and_export`` with the confirmation runs as a real search in ``storage``
-    (named ``<search>-confirm``, numbered if taken), tracked where the search was."""
+    """Confirm a search with its runs as a real search in ``options.storage`` (named
+    ``<search>-confirm``, numbered if taken, on the Ray and the CPUs/GPUs ``options`` name),
+    tracked where the search was; then ``show_and_export``."""
     from skinsearch.searches import new_search_name
-    from skinsearch.tuner import RunOptions, run_search
+    from skinsearch.tuner import run_search
 
     saved, _ = load_search(experiment_dir)
+    storage = options.storage
 
     def run(spec: Any, configs: list[dict[str, Any]], name: str) -> Path:
-        options = RunOptions(
-            storage=storage,
+        confirm_options = dataclasses.replace(
+            options,
             name=new_search_name(storage, name, explicit=False),
-            cpus=cpus,
-            mlflow_uri=mlflow_uri or saved.get("tracking_uri"),
+            mlflow_uri=options.mlflow_uri or saved.get("tracking_uri"),
+            max_trials=None,
+            resume=False,
             configs=configs,
             folds=plan.folds,
+            confirms=saved["search"],
         )
-        outcome = run_search(spec, options, echo=echo)
+        outcome = run_search(spec, confirm_options, echo=echo)
         if outcome.interrupted:
             raise SkinsearchError("the confirmation was interrupted; nothing was chosen")
         if export_dir is not None:
-            storage.pull(options.name)  # a URI's models, for the export (a folder's are there)
+            storage.pull(confirm_options.name)  # a URI's models, for the export
         return outcome.experiment_dir
 
-    return confirm_and_export(experiment_dir, plan, run, export_dir, force, echo)
+    result = confirm(experiment_dir, plan, run, echo)
+    storage.push(experiment_dir / CONFIRMATION_FILE)
+    show_and_export(experiment_dir, result, export_dir, force, echo)
+    return result
+
+
+def recall(
+    storage: Storage, experiment_dir: Path, metric: str, models: bool
+) -> Confirmation | None:
+    """The search's saved confirmation when it chose by ``metric``, read back from the search it
+    ran in (pulled first from a URI, with its models when ``models``); else None."""
+    stored = stored_plan(experiment_dir)
+    if stored is None or stored[0].metric != metric:
+        return None
+    plan, confirmed_in = stored
+    storage.pull(confirmed_in, models=models)
+    folder = storage.folder / confirmed_in
+    if not folder.is_dir():
+        raise ResultsError(
+            f"search {experiment_dir.name} was confirmed in {confirmed_in!r}, which is not under "
+            f"{storage}; run `skinsearch best --confirm {plan.k}` again to redo it"
+        )
+    return collect(experiment_dir, folder, plan)

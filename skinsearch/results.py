@@ -11,6 +11,7 @@ import json
 import math
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,50 @@ def find_best(
         )
     best = max(scores, key=lambda s: sign * s.value)
     return BestTrial(search, metric, mode, best, source, len(scores), note)
+
+
+def show_best(
+    experiment_dir: Path,
+    metric: str,
+    mode: str,
+    tracking_uri: str | None,
+    export_dir: Path | None,
+    force: bool,
+    echo: Callable[[str], None] = print,
+) -> None:
+    """Print the best single trial (``find_best``): its epoch's metrics and its configuration;
+    with ``export_dir``, export its checkpoint of that epoch there."""
+    from skinsearch.checkpoints import best_checkpoint
+
+    result = find_best(experiment_dir, metric, mode, tracking_uri)
+    score = result.score
+    echo(
+        f"search {result.search}: best of {result.trials_scored} trials by {metric} ({mode}), "
+        f"from {result.source}"
+    )
+    if result.note:
+        echo(f"note: {result.note}using Tune's results")
+    echo(f"trial {score.trial_id}, epoch {score.epoch}: {metric} = {score.value:.4f}")
+    found = best_checkpoint(score.trial_dir, metric, mode, score.epoch)
+    if found is None:
+        raise ResultsError(
+            f"trial folder {score.trial_dir} has no checkpoint; it may have failed in its first "
+            "epoch"
+        )
+    checkpoint, state, note = found
+    metrics = epoch_metrics(score) or state["metrics"]
+    shown = [
+        f"{k}={v:.4f}"
+        for k, v in metrics.items()
+        if not k.startswith("val_recall_") and isinstance(v, float)
+    ]
+    echo("metrics: " + "  ".join(shown))
+    echo("config: " + "  ".join(f"{k}={v}" for k, v in state["hparams"].items()))
+    if note:
+        echo(f"note: {note}")
+    if export_dir is not None:
+        path = export_bundle(checkpoint, state, result, export_dir, force)
+        echo(f"exported to {path}   (try: skinsearch predict {path} IMAGE...)")
 
 
 def check_export_dir(export_dir: Path, force: bool) -> None:

@@ -27,6 +27,7 @@ def save_search_file(
     storage: Storage,
     tracking_uri: str,
     folds: int | None = None,
+    confirms: str | None = None,
 ) -> Path:
     """Write the search's ``search.yaml`` in its folder; returns its path."""
     doc = {
@@ -37,6 +38,7 @@ def save_search_file(
         "storage": str(storage),  # the folder or URI
         "tracking_uri": tracking_uri,
         "folds": folds,
+        "confirms": confirms,  # a confirmation's: the search it confirms
     }
     path = folder / SEARCH_FILE
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -62,7 +64,8 @@ def open_search(storage: str, name: str | None, models: bool) -> tuple[Storage, 
 
 def find_search(storage: Path, name: str | None, shown: str | None = None) -> Path:
     """The results folder of search ``name``, or of the most recent search under ``storage``
-    (named ``shown`` in messages: a URI whose mirror ``storage`` is)."""
+    that is not a confirmation of another (named ``shown`` in messages: a URI whose mirror
+    ``storage`` is)."""
     shown = shown or str(storage)
     if name is not None:
         folder = storage / name
@@ -72,7 +75,10 @@ def find_search(storage: Path, name: str | None, shown: str | None = None) -> Pa
                 f"no search named {name!r} under {shown} (searches there: {known or 'none'})"
             )
         return folder
-    found = sorted(storage.glob(f"*/{SEARCH_FILE}"), key=lambda p: p.stat().st_mtime)
+    found = sorted(
+        (p for p in storage.glob(f"*/{SEARCH_FILE}") if not _confirms(p)),
+        key=lambda p: p.stat().st_mtime,
+    )
     if not found:
         raise ResultsError(
             f"no search under {shown}; run `skinsearch run FILE` first or pass --storage"
@@ -122,6 +128,11 @@ def resumable(
             f"with; resume with the same file and options, or start a new search without --resume"
         )
     return found, saved.get("tracking_uri"), saved.get("trials")
+
+
+def _confirms(search_file: Path) -> bool:
+    # a confirmation (`best --confirm`, `confirm:`) is shown through the search it confirms
+    return bool(yaml.safe_load(search_file.read_text()).get("confirms"))
 
 
 def check_name(name: str) -> None:

@@ -125,6 +125,31 @@ class ResourcesSpec(BaseModel):
     gpus_per_trial: float = Field(0.0, ge=0.0)  # used when Ray has GPUs; fractions share one
 
 
+class ConfirmSpec(BaseModel):
+    """Retraining the search's best configurations after it, to choose a winner on a mean
+    rather than on one lucky run (``skinsearch best --confirm`` does the same on demand)."""
+
+    model_config = _STRICT
+
+    top: int = Field(3, ge=1)  # configurations retrained, the best by train.metric
+    seeds: int | None = Field(None, ge=1)  # fresh seeds each; default 3, or 1 with folds
+    folds: int | None = Field(None, ge=2, le=50)  # also once per k-fold split of train+val
+
+    @model_validator(mode="after")
+    def _more_than_one_run(self) -> ConfirmSpec:
+        if self.resolved_seeds * (self.folds or 1) < 2:
+            raise ValueError(
+                "seeds: 1 without folds retrains each configuration once; "
+                "use seeds: 2 or more, or add folds: 5"
+            )
+        return self
+
+    @property
+    def resolved_seeds(self) -> int:
+        """``seeds``, or its default: 3, or 1 when ``folds`` are given."""
+        return self.seeds or (1 if self.folds else 3)
+
+
 class Param(BaseModel):
     """One hyperparameter's search domain."""
 
@@ -161,6 +186,7 @@ class SearchSpec(BaseModel):
     search: SamplerSpec = SamplerSpec()
     scheduler: SchedulerSpec = SchedulerSpec()
     resources: ResourcesSpec = ResourcesSpec()
+    confirm: ConfirmSpec | None = None  # run after the search; none: choose on single runs
     params: dict[str, Param] = {}
 
     @field_validator("model")
@@ -172,7 +198,9 @@ class SearchSpec(BaseModel):
 
     def to_yaml_dict(self) -> dict[str, Any]:
         """The spec in the YAML form it was read from, with every default filled in."""
-        out = self.model_dump(mode="json", exclude={"params"})
+        out = self.model_dump(mode="json", exclude={"params", "confirm"})
+        if self.confirm is not None:  # absent otherwise, as in files written before it existed
+            out["confirm"] = self.confirm.model_dump(mode="json")
         out["scheduler"] = self.scheduler.model_dump(mode="json")
         out["params"] = {name: _param_to_yaml(p) for name, p in self.params.items()}
         return out

@@ -1,12 +1,50 @@
-"""The end-of-search summary printed by ``skinsearch run``."""
+"""What skinsearch prints about a search: its plan (``validate``) and, once it has run, the
+summary ``skinsearch run`` ends with."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from skinsearch import space
 from skinsearch.spec import SearchSpec
-from skinsearch.tuner import SearchOutcome
+
+if TYPE_CHECKING:
+    from skinsearch.tuner import SearchOutcome
+
+
+def plan_lines(spec: SearchSpec) -> list[str]:
+    """A valid spec in words: data, training, sampler and scheduler, resources, every
+    hyperparameter's domain, the trial count and the confirmation after the search."""
+    t, sch = spec.train, spec.scheduler
+    scheduler = (
+        f"scheduler asha (grace {sch.grace_period}, reduction {sch.reduction_factor:g})"
+        if sch.type == "asha"
+        else "no scheduler"
+    )
+    n = space.num_trials(spec)
+    lines = [
+        f"name: {spec.name}   model: {spec.model}   data: {spec.data.path}",
+        f"train: up to {t.max_epochs} epochs, patience {t.patience}, {t.metric} "
+        f"({t.resolved_mode}), class weights {t.class_weights}, "
+        f"label smoothing {t.label_smoothing:g}",
+        f"search: {spec.search.sampler}, num_samples {spec.search.num_samples}, "
+        f"seed {spec.search.seed}; {scheduler}",
+        f"resources per trial: {spec.resources.cpus_per_trial:g} CPU, "
+        f"{spec.resources.gpus_per_trial:g} GPU",
+        "params:",
+        *(f"  {line}" for line in space.describe(spec)),
+        f"{n} trial{'s' if n != 1 else ''}",
+    ]
+    if spec.confirm is not None:
+        c = spec.confirm
+        seeds, folds = c.resolved_seeds, c.folds
+        each = f"{seeds} seed{'s' if seeds != 1 else ''}" + (f" x {folds} folds" if folds else "")
+        lines.append(
+            f"then confirm: the top {c.top} by {t.metric} retrained over {each} each "
+            f"({min(c.top, n) * seeds * (folds or 1)} runs)"
+        )
+    return lines
 
 
 def summary_lines(spec: SearchSpec, outcome: SearchOutcome) -> list[str]:

@@ -53,6 +53,7 @@ class RunOptions:
     dashboard_host: str = "127.0.0.1"  # where a Ray started here serves its dashboard
     configs: list[dict[str, Any]] | None = None  # exactly these instead of the spec's (confirm)
     folds: int | None = None  # k-fold splits of train+val; each config names its ``fold``
+    confirms: str | None = None  # the search whose top configurations these runs confirm
 
 
 @dataclass
@@ -146,6 +147,7 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
                 options.storage,
                 tracking_uri,
                 options.folds,
+                options.confirms,
             )
             options.storage.push(search_file)
             tracker.start_search(

@@ -25,7 +25,12 @@ SPEC_CASES = {
     "unknown key": (
         OK + "colour: red\n",
         "{file}: colour: unknown key (valid: name, model, data, train, search, scheduler, "
-        "resources, params)",
+        "resources, confirm, params)",
+    ),
+    "a confirm block of one run": (
+        OK + "confirm: {{top: 3, seeds: 1}}\n",
+        "{file}: confirm: seeds: 1 without folds retrains each configuration once; use seeds: 2 "
+        "or more, or add folds: 5",
     ),
     "wrong type": (
         OK.replace("input_size: 16", "batch_size: lots"),

@@ -287,7 +287,7 @@ def test_best_confirm_retrains_the_top_configurations_and_chooses_on_the_mean(
     assert len(params) == 4
     assert len({p["seed"] for p in params}) == 4  # fresh seeds, none reused
     chosen = yaml.safe_load((bundle / "config.yaml").read_text())["chosen_by"]
-    assert chosen["protocol"] == "mean over 2 seeds of the top 2 configurations (best --confirm)"
+    assert chosen["protocol"] == "mean over 2 seeds of the top 2 configurations"
     assert chosen["searched_in"] == "tiny" and chosen["confirmed_in"] == "tiny-confirm"
     assert len(chosen["seeds"]) == 2 and chosen["std"] >= 0
 
@@ -314,5 +314,68 @@ def test_best_confirm_with_folds_validates_on_every_split(search: dict[str, Any]
     chosen = yaml.safe_load((bundle / "config.yaml").read_text())["chosen_by"]
     assert chosen["folds"] == 3
     assert chosen["protocol"] == (
-        "mean over 3 folds of train+val of the top 1 configurations (best --confirm)"
+        "mean over 3 folds of train+val of the top 1 configurations"
     )
+
+
+def test_best_shows_the_confirmed_winner_once_a_search_is_confirmed(
+    search: dict[str, Any],
+) -> None:
+    # the latest search is still tiny, not one of its confirmations
+    storage = str(search["storage"])
+    if not (search["experiment"] / "confirmation.json").exists():  # this test alone
+        args = ["best", "--storage", storage, "--confirm", "1", "--folds", "3", "--cpus", "2"]
+        assert CliRunner().invoke(main, args).exit_code == 0
+    confirmed = json.loads((search["experiment"] / "confirmation.json").read_text())
+    bundle = search["work"] / "recalled"
+    result = CliRunner().invoke(main, ["best", "--storage", storage, "--export", str(bundle)])
+    assert result.exit_code == 0, result.output
+    assert f"search tiny was confirmed in {confirmed['confirmed_in']}: " in result.output
+    representative = confirmed["representative"]
+    assert f"its run closest to the mean is {representative} " in result.output
+    chosen = yaml.safe_load((bundle / "config.yaml").read_text())["chosen_by"]
+    assert chosen["confirmed_in"] == confirmed["confirmed_in"] and chosen["folds"] == 3
+
+    single = CliRunner().invoke(main, ["best", "--storage", storage, "--single"])
+    assert single.exit_code == 0, single.output
+    assert "search tiny: best of " in single.output and " trials by val_acc (max)" in single.output
+    other = CliRunner().invoke(main, ["best", "--storage", storage, "--metric", "val_loss"])
+    assert "search tiny: best of " in other.output and " trials by val_loss (min)" in other.output
+
+
+CONFIRMED_SPACE = """
+name: tinyc
+model: mlp
+data: {{path: {data}}}
+train: {{max_epochs: 3, patience: 3, metric: val_balanced_acc}}
+scheduler: none
+confirm: {{top: 2, seeds: 2}}
+params:
+  input_size: 16
+  hidden_sizes: [16]
+  lr: {{grid: [0.003, 0.0003, 0.00003]}}
+"""
+
+
+def test_a_confirm_block_retrains_the_top_configurations_after_the_search(
+    tiny_images: Path, tmp_path: Path
+) -> None:
+    space_file = tmp_path / "tinyc.yaml"
+    space_file.write_text(CONFIRMED_SPACE.format(data=tiny_images))
+    storage = tmp_path / "results"
+    args = ["--storage", str(storage), "--cpus", "2"]
+    result = CliRunner().invoke(main, ["run", str(space_file), *args])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "3 trials: 3 completed" in out  # the search, then its confirmation
+    assert "confirming the top 2 of search tinyc by val_balanced_acc: 2 seeds each, 4 runs" in out
+    assert "winner: the configuration of trial_" in out
+    assert "`skinsearch best --metric val_balanced_acc` now shows this confirmed winner" in out
+    saved = yaml.safe_load((storage / "tinyc-confirm" / "search.yaml").read_text())
+    assert saved["confirms"] == "tinyc" and saved["spec"]["scheduler"]["type"] == "none"
+    assert "confirm" not in saved["spec"]  # a confirmation is not confirmed again
+
+    best = CliRunner().invoke(main, ["best", *args[:2], "--metric", "val_balanced_acc"])
+    assert best.exit_code == 0, best.output
+    assert "search tinyc was confirmed in tinyc-confirm: " in best.output
+    assert "confirmed over 2 seeds each" in best.output

@@ -72,7 +72,7 @@ BAD = [
     (
         BASE.format(model="mlp") + "epochs: 3\n",
         [
-            "epochs: unknown key (valid: name, model, data, train, search, scheduler, resources, params)"
+            "epochs: unknown key (valid: name, model, data, train, search, scheduler, resources, confirm, params)"
         ],
     ),
     (
@@ -106,6 +106,18 @@ BAD = [
         BASE.format(model="mlp") + "resources: {gpus_per_trial: -1}\n",
         ["resources.gpus_per_trial: must be >= 0, got -1"],
     ),
+    (BASE.format(model="mlp") + "confirm: {top: 0}\n", ["confirm.top: must be >= 1, got 0"]),
+    (
+        BASE.format(model="mlp") + "confirm: {top: 3, seeds: 1}\n",
+        [
+            "confirm: seeds: 1 without folds retrains each configuration once; use seeds: 2 or more, or add folds: 5"
+        ],
+    ),
+    (
+        BASE.format(model="mlp") + "confirm: {top: 3, fold: 5}\n",
+        ["confirm.fold: unknown key (valid: top, seeds, folds)"],
+    ),
+    (BASE.format(model="mlp") + "confirm: {folds: 1}\n", ["confirm.folds: must be >= 2, got 1"]),
     (
         BASE.format(model="mlp") + "data: {path: 'builtin:imagenet'}\n",
         ["data.path: unknown built-in data set 'builtin:imagenet' (valid: builtin:synthetic)"],
@@ -221,6 +233,15 @@ def test_bad_files_give_one_located_line_each(
     tmp_path: Path, text: str, expected: list[str]
 ) -> None:
     assert problems(tmp_path, text) == expected
+
+
+def test_a_confirm_block_defaults_to_three_seeds_or_one_with_folds(tmp_path: Path) -> None:
+    seeds = load_spec(write(tmp_path, BASE.format(model="mlp") + "confirm: {top: 2}\n"))
+    folds = load_spec(write(tmp_path, BASE.format(model="mlp") + "confirm: {folds: 5}\n"))
+    assert seeds.confirm is not None and folds.confirm is not None
+    assert (seeds.confirm.top, seeds.confirm.resolved_seeds, seeds.confirm.folds) == (2, 3, None)
+    assert (folds.confirm.top, folds.confirm.resolved_seeds, folds.confirm.folds) == (3, 1, 5)
+    assert "confirm" not in load_spec(write(tmp_path, BASE.format(model="mlp"))).to_yaml_dict()
 
 
 def test_several_problems_are_all_reported(tmp_path: Path) -> None:
