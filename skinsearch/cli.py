@@ -381,7 +381,7 @@ def _with_overrides(spec: Any, data_path: str | None, max_epochs: int | None) ->
         spec = spec.model_copy(
             update={"train": spec.train.model_copy(update={"max_epochs": max_epochs})}
         )
-    return spec
+    return spec.model_copy(update={"data": spec.data.resolved()})
 
 
 def _check_gpus(gpus: int | None, address: str | None) -> int | None:

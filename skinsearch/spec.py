@@ -58,6 +58,13 @@ class DataSpec(BaseModel):
         """The built-in data set's name, or None for a folder."""
         return self.path[len(BUILTIN_PREFIX) :] if self.path.startswith(BUILTIN_PREFIX) else None
 
+    def resolved(self) -> DataSpec:
+        """This spec with a folder's path made absolute, as ``search.yaml`` records it: trials
+        run in other working folders, and ``best --confirm`` or ``--resume`` may run elsewhere."""
+        if self.builtin is not None:
+            return self
+        return self.model_copy(update={"path": str(Path(self.path).expanduser().resolve())})
+
 
 class TrainSpec(BaseModel):
     """How each trial trains and what counts as better."""

@@ -313,9 +313,7 @@ def test_best_confirm_with_folds_validates_on_every_split(search: dict[str, Any]
     assert len({p["seed"] for p in params}) == 1  # one seed, three splits
     chosen = yaml.safe_load((bundle / "config.yaml").read_text())["chosen_by"]
     assert chosen["folds"] == 3
-    assert chosen["protocol"] == (
-        "mean over 3 folds of train+val of the top 1 configurations"
-    )
+    assert chosen["protocol"] == "mean over 3 folds of train+val of the top 1 configurations"
 
 
 def test_best_shows_the_confirmed_winner_once_a_search_is_confirmed(
@@ -358,10 +356,13 @@ params:
 
 
 def test_a_confirm_block_retrains_the_top_configurations_after_the_search(
-    tiny_images: Path, tmp_path: Path
+    tiny_images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import os
+
+    monkeypatch.chdir(tmp_path)  # data.path relative to it, as users write it
     space_file = tmp_path / "tinyc.yaml"
-    space_file.write_text(CONFIRMED_SPACE.format(data=tiny_images))
+    space_file.write_text(CONFIRMED_SPACE.format(data=os.path.relpath(tiny_images)))
     storage = tmp_path / "results"
     args = ["--storage", str(storage), "--cpus", "2"]
     result = CliRunner().invoke(main, ["run", str(space_file), *args])
@@ -374,6 +375,7 @@ def test_a_confirm_block_retrains_the_top_configurations_after_the_search(
     saved = yaml.safe_load((storage / "tinyc-confirm" / "search.yaml").read_text())
     assert saved["confirms"] == "tinyc" and saved["spec"]["scheduler"]["type"] == "none"
     assert "confirm" not in saved["spec"]  # a confirmation is not confirmed again
+    assert saved["spec"]["data"]["path"] == str(tiny_images)  # readable from anywhere
 
     best = CliRunner().invoke(main, ["best", *args[:2], "--metric", "val_balanced_acc"])
     assert best.exit_code == 0, best.output

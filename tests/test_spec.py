@@ -8,7 +8,7 @@ import pytest
 
 from skinsearch import space
 from skinsearch.errors import SpecError
-from skinsearch.spec import load_spec
+from skinsearch.spec import DataSpec, load_spec
 from tests.conftest import SEARCH_SPACES
 
 BASE = "name: t\nmodel: {model}\n"
@@ -257,3 +257,11 @@ def test_missing_file_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as info:
         load_spec(tmp_path / "nope.yaml")
     assert info.value.problems == [f"{tmp_path / 'nope.yaml'}: no such file"]
+
+
+def test_a_data_folder_is_recorded_as_an_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert DataSpec(path="images/isic").resolved().path == str(tmp_path / "images" / "isic")
+    assert DataSpec(path="builtin:synthetic").resolved().path == "builtin:synthetic"
