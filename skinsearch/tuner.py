@@ -8,10 +8,11 @@ run whatever happens. Ray is used here (the Tuner), in ``cluster.py`` (starting 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,7 +157,8 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
             )
             tracker.log_search_file(search_file)
         tuner = _build_tuner(spec, options, configs, refs, tracker, echo)
-        _close_finished(tracker, tuner.fit())
+        with _snapshot_period(options):
+            _close_finished(tracker, tuner.fit())
         # Tune returns normally after a Ctrl-C (and marks the trials it stopped TERMINATED):
         # trials that never started or never ended are what tells an interrupted search
         outcome.interrupted = len(tracker.trials) < planned or any(
@@ -176,6 +178,22 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
         finally:
             signal.signal(signal.SIGINT, previous)
     return outcome
+
+
+@contextlib.contextmanager
+def _snapshot_period(options: RunOptions) -> Iterator[None]:
+    # Snapshot the experiment state (what ``--resume`` restores) every 2 s instead of Tune's
+    # adaptive period: a killed driver then loses at most 2 s of bookkeeping. Each snapshot
+    # uploads the driver's files whole: to an object store, every 10 s. A period the user set
+    # wins; ours is undone after the search, so it does not leak into the next one.
+    if "TUNE_GLOBAL_CHECKPOINT_S" in os.environ:
+        yield
+        return
+    os.environ["TUNE_GLOBAL_CHECKPOINT_S"] = "10" if options.storage.uri else "2"
+    try:
+        yield
+    finally:
+        del os.environ["TUNE_GLOBAL_CHECKPOINT_S"]
 
 
 def _mirror(options: RunOptions, echo: Echo) -> None:
@@ -271,11 +289,6 @@ def _build_tuner(
     # the reason and the path of the trial's error file instead.
     logging.getLogger("ray.tune.execution.tune_controller").addFilter(_drop_trial_tracebacks)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # Snapshot the experiment state (what ``--resume`` restores) every 2 s instead of Tune's
-    # adaptive period: a killed driver then loses at most 2 s of bookkeeping. Each snapshot
-    # uploads the driver's files whole: to an object store, every 10 s.
-    snapshot_s = "10" if options.storage.uri else "2"
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", snapshot_s)
     # a trial that fails deterministically reports its error without metrics (train.py)
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     metric, mode = spec.train.metric, spec.train.resolved_mode

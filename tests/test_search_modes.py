@@ -210,3 +210,22 @@ def test_a_killed_driver_resumes_with_run_resume(tiny_images: Path, tmp_path: Pa
     assert len(children) == 4
     assert all(r.info.status == "FINISHED" for r in runs_of(storage, "resumable"))
     assert {r.data.tags["skinsearch.end"] for r in children} == {"completed"}
+
+
+def test_the_snapshot_period_is_set_for_one_search_and_a_users_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from skinsearch.storage import Storage
+    from skinsearch.tuner import RunOptions, _snapshot_period
+
+    folder = RunOptions(Storage(tmp_path, None), "s")
+    bucket = RunOptions(Storage(tmp_path, "s3://bucket/prefix"), "s")
+    monkeypatch.delenv("TUNE_GLOBAL_CHECKPOINT_S", raising=False)
+    for options, period in [(folder, "2"), (bucket, "10")]:
+        with _snapshot_period(options):
+            assert os.environ["TUNE_GLOBAL_CHECKPOINT_S"] == period
+        assert "TUNE_GLOBAL_CHECKPOINT_S" not in os.environ  # not left for the next search
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "7")
+    with _snapshot_period(bucket):
+        assert os.environ["TUNE_GLOBAL_CHECKPOINT_S"] == "7"
+    assert os.environ["TUNE_GLOBAL_CHECKPOINT_S"] == "7"
