@@ -78,6 +78,9 @@ class TrainSpec(BaseModel):
     class_weights: Literal["none", "balanced"] = "none"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     tta: bool = False  # evaluate on the mean of the image and its horizontal and vertical flips
+    # bf16: forward passes under bfloat16 autocast (weights, optimizer and BatchNorm stay fp32);
+    # faster on GPUs and on CPUs with AVX512-BF16 or AMX (see docs/BENCHMARKS.md), slower elsewhere
+    precision: Literal["fp32", "bf16"] = "fp32"
 
     @field_validator("metric")
     @classmethod

@@ -27,7 +27,7 @@ def plan_lines(spec: SearchSpec) -> list[str]:
         f"name: {spec.name}   model: {spec.model}   data: {spec.data.path}",
         f"train: up to {t.max_epochs} epochs, patience {t.patience}, {t.metric} "
         f"({t.resolved_mode}), class weights {t.class_weights}, "
-        f"label smoothing {t.label_smoothing:g}",
+        f"label smoothing {t.label_smoothing:g}" + (", bf16" if t.precision == "bf16" else ""),
         f"search: {spec.search.sampler}, num_samples {spec.search.num_samples}, "
         f"seed {spec.search.seed}; {scheduler}",
         f"resources per trial: {spec.resources.cpus_per_trial:g} CPU, "

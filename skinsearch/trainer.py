@@ -194,8 +194,9 @@ class Trainer:
             else:
                 inputs = self._input(self._on_device(augment_batch(self.augment, x[idx])))
                 targets = torch.from_numpy(y[idx]).to(self.device)
-            logits = self.model(inputs)
-            loss = self.criterion(logits, targets)
+            with self._autocast():
+                logits = self.model(inputs)
+                loss = self.criterion(logits, targets)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -220,7 +221,7 @@ class Trainer:
     def _proba(self, batches: Iterable[torch.Tensor]) -> np.ndarray:
         # uint8 NHWC batches on the device -> probabilities, moved to the host once
         self.model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast():
             probs = [tta_proba(self.model, self._input(b), self.train.tta) for b in batches]
         return torch.cat(probs).cpu().numpy()
 
@@ -230,6 +231,11 @@ class Trainer:
         if train and self.batch_augment is not None:
             batch = self.batch_augment(batch, self.generator)
         return (batch - self.mean) / self.std
+
+    def _autocast(self) -> torch.autocast:
+        # train.precision bf16: convolutions and matrix products in bfloat16, the rest in fp32
+        bf16 = self.train.precision == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
 
     def _on_device(self, images: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(images)).to(self.device, non_blocking=True)

@@ -12,6 +12,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
 import gpu_variants  # noqa: E402
+import precision  # noqa: E402
 from _common import bench_spec  # noqa: E402
 from search_speed import _overhead  # noqa: E402
 from seed_baseline import run_baseline  # noqa: E402
@@ -88,3 +89,15 @@ def test_the_gpu_variants_script_runs_what_a_cpu_can(tiny_images: Path) -> None:
     for variant in ({"bf16": True}, {"graph": True}):
         with pytest.raises(RuntimeError, match="needs CUDA"):
             gpu_variants.bare_loop(data, hp, "cpu", steps=3, **variant)
+
+
+def test_the_precision_benchmark_trains_both_ways_on_one_configuration(tiny_images: Path) -> None:
+    from skinsearch.data import decode_dataset, scan_dataset
+
+    data = decode_dataset(scan_dataset(tiny_images), [32])[32]
+    hp = precision.CASES["plus64"][1]
+    figures = precision.compare(data, 32, {**hp, "channels": [8, 16]}, epochs=2)
+    assert set(figures) == {"fp32", "bf16"}
+    for f in figures.values():
+        assert f["seconds"] > 0 and 0.0 <= f["val_balanced_acc"] <= 1.0 and f["train_loss"] > 0
+    assert "bf16" in precision.bf16_native()

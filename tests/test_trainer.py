@@ -231,3 +231,17 @@ def test_the_resident_path_augments_and_resumes_exactly(data: DecodedData, tmp_p
     resumed = Trainer("mlp", hp, train, data, "cpu", resident=True)
     resumed.load(tmp_path)
     assert [resumed.fit_epoch().metrics for _ in range(2)] == expected[1:]
+
+
+def test_bf16_runs_the_model_in_bfloat16_and_still_learns(data: DecodedData) -> None:
+    hp = HParams(input_size=24, channels=[8, 16], batchnorm=True, fc_size=32, lr=3e-3)
+    trainer = Trainer("cnn", hp, TrainSpec(max_epochs=8, precision="bf16"), data, "cpu")
+    seen: list[torch.dtype] = []
+    trainer.model[0].register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    results = [trainer.fit_epoch() for _ in range(8)]
+    assert set(seen) == {torch.bfloat16}  # training and evaluation, every batch
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # fp32 master weights
+    assert all(np.isfinite(r.metrics["train_loss"]) for r in results)
+    assert max(r.metrics["val_acc"] for r in results) >= 0.8  # as the fp32 trial above
+    probs = trainer.predict_proba(data.x_val)
+    assert probs.dtype == np.float32 and np.allclose(probs.sum(1), 1.0, atol=1e-5)
