@@ -1,6 +1,7 @@
 """Training throughput of the seed-sized CNN (conv32-conv64-fc128) by way of feeding and stepping
 it, in one run: the seed's way (a DataLoader decoding JPEGs), skinsearch's resident path, and the
-bare-loop variants issue 3 asks to measure (bf16 + channels_last, a CUDA-graph train step).
+bare-loop variants issue 3 asks to measure (bf16 + channels_last, a CUDA-graph train step), and
+the Trainer with ``train.precision: bf16``.
 
     python bench/gpu_variants.py --data ../shared/data/isic8_clean --size 128 --batch 16 \
         --workers 15
@@ -72,9 +73,10 @@ def seed_way(files: Any, hp: HParams, data: Any, device: str, workers: int, step
     return _rate(step, hp.batch_size, steps, device)
 
 
-def resident(data: Any, hp: HParams, device: str, steps: int) -> float:
+def resident(data: Any, hp: HParams, device: str, steps: int, precision: str = "fp32") -> float:
     """skinsearch's Trainer on this device (data resident there on a GPU), whole epochs."""
-    trainer = Trainer("cnn", hp, TrainSpec(max_epochs=10_000, patience=None), data, device)
+    train = TrainSpec(max_epochs=10_000, patience=None, precision=precision)
+    trainer = Trainer("cnn", hp, train, data, device)
     n = len(data.y_train) // hp.batch_size * hp.batch_size
     epochs = max(1, steps * hp.batch_size // n)
     trainer.fit_epoch()  # warm-up
@@ -196,6 +198,9 @@ def main() -> None:
             files, hp, data, device, args.workers, args.steps
         ),
         "skinsearch Trainer (resident on a GPU)": lambda: resident(data, hp, device, args.steps),
+        "skinsearch Trainer, precision bf16": lambda: resident(
+            data, hp, device, args.steps, "bf16"
+        ),
         "bare loop, resident fp32": lambda: bare_loop(data, hp, device, args.steps),
         "bare loop, bf16 + channels_last": lambda: bare_loop(
             data, hp, device, args.steps, bf16=True
