@@ -228,10 +228,14 @@ def run(
 def report(name: str | None, storage: str, out: Path | None, mlflow_uri: str | None) -> None:
     """Write an HTML report of a search (leaderboard, what each hyperparameter did, curves,
     confusion matrix, importance, ASHA) and attach it to the search's MLflow run."""
+    from skinsearch.confirm import stored_plan
     from skinsearch.report import log_report, write_report
     from skinsearch.searches import open_search
 
     where, folder = open_search(storage, name, models=False)
+    confirmed = stored_plan(folder)
+    if confirmed is not None:
+        where.pull(confirmed[1], models=False)  # a URI's confirmation runs, for their table
     page = write_report(folder, out.resolve() if out else None)
     click.echo(f"report: {page}")
     if out is None and where.uri is not None:

@@ -59,6 +59,7 @@ def write_report(experiment_dir: Path, out: Path | None = None) -> Path:
 
     sections = [f"<h1>Search {html.escape(saved['search'])}</h1>", _overview(spec, saved, trials)]
     sections.append(_leaderboard(ranked[:10], metric, searched))
+    sections.append(_confirmation(experiment_dir, searched))
     if ranked:
         sections.append(_per_hparam(out, ranked, metric, searched, spec))
         sections.append(_curves(out, ranked[:5]))
@@ -145,6 +146,37 @@ def _leaderboard(top: list[Trial], metric: str, searched: list[str]) -> str:
         f"<h2>Leaderboard: top {len(top)} by {metric} (each trial's best epoch)</h2>"
         f"<table><tr>{head}</tr>{''.join(rows)}</table>"
     )
+
+
+def _confirmation(experiment_dir: Path, searched: list[str]) -> str:
+    # the search's confirmation (best --confirm, or its file's confirm: block), when it has one
+    from skinsearch.confirm import REPORTED, collect, stored_plan
+
+    stored = stored_plan(experiment_dir)
+    folder = experiment_dir.parent / stored[1] if stored else None
+    if stored is None or folder is None or not folder.is_dir():
+        return ""
+    plan = stored[0]
+    result = collect(experiment_dir, folder, plan)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["#", "from trial", "runs", *REPORTED])
+    head += "".join(f"<th>{html.escape(n)}</th>" for n in searched)
+    rows = []
+    for i, c in enumerate(result.candidates, 1):
+        cells = [str(i), c.source_trial, str(len(c.runs))]
+        cells += [_mean_std(*c.mean_std(m)) for m in REPORTED]
+        cells += [_fmt(c.config.get(n)) for n in searched]
+        rows.append("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in cells) + "</tr>")
+    return (
+        f"<h2>Confirmed winner: the top {plan.k} by {html.escape(plan.metric)} retrained over "
+        f"{html.escape(plan.runs_text())} each</h2><p>Mean ± standard deviation at each run's best "
+        f"epoch (runs in search {html.escape(result.search)}); the first row won on the mean. "
+        "With few validation images, this ranking is the one to trust over the leaderboard's "
+        f"single runs.</p><table><tr>{head}</tr>{''.join(rows)}</table>"
+    )
+
+
+def _mean_std(mean: float, std: float) -> str:
+    return f"{mean:.4f} ± {std:.4f}" if math.isfinite(mean) else "-"
 
 
 def _per_hparam(

@@ -381,3 +381,9 @@ def test_a_confirm_block_retrains_the_top_configurations_after_the_search(
     assert best.exit_code == 0, best.output
     assert "search tinyc was confirmed in tinyc-confirm: " in best.output
     assert "confirmed over 2 seeds each" in best.output
+
+    report = CliRunner().invoke(main, ["report", *args[:2]])
+    assert report.exit_code == 0, report.output
+    page = (storage / "tinyc" / "report" / "index.html").read_text()
+    assert "Confirmed winner: the top 2 by val_balanced_acc retrained over 2 seeds each" in page
+    assert page.count(" ± ") >= 2 * 5  # two configurations, five metrics each
