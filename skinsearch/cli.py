@@ -174,7 +174,7 @@ def run(
     """Run the search that FILE describes on Ray Tune; then, when FILE has a confirm: block,
     retrain its top configurations with fresh seeds (or folds) and choose on the mean."""
     from skinsearch import space
-    from skinsearch.confirm import ConfirmPlan, confirm_search
+    from skinsearch.confirm import ConfirmPlan, confirm_search, stored_plan
     from skinsearch.searches import new_search_name, resumable
     from skinsearch.spec import load_spec
     from skinsearch.storage import open_storage
@@ -213,7 +213,11 @@ def run(
     if spec.confirm is not None and not no_confirm:
         click.echo("")
         plan = ConfirmPlan.from_spec(spec)
-        confirm_search(outcome.experiment_dir, plan, options, echo=click.echo)
+        done = stored_plan(outcome.experiment_dir)
+        if done is not None and done[0] == plan:  # a resumed search that was confirmed before
+            click.echo(f"search {name} was confirmed before, in {done[1]}")
+        else:
+            confirm_search(outcome.experiment_dir, plan, options, echo=click.echo)
         click.echo(f"`skinsearch best --metric {plan.metric}` now shows this confirmed winner")
 
 

@@ -387,3 +387,8 @@ def test_a_confirm_block_retrains_the_top_configurations_after_the_search(
     page = (storage / "tinyc" / "report" / "index.html").read_text()
     assert "Confirmed winner: the top 2 by val_balanced_acc retrained over 2 seeds each" in page
     assert page.count(" ± ") >= 2 * 5  # two configurations, five metrics each
+
+    again = CliRunner().invoke(main, ["run", str(space_file), *args, "--resume"])
+    assert again.exit_code == 0, again.output
+    assert "search tinyc was confirmed before, in tinyc-confirm" in again.output
+    assert not (storage / "tinyc-confirm-2").exists()  # not retrained
