@@ -116,7 +116,8 @@ def progress_table(
         sign = 1.0 if mode == "max" else -1.0
         best, value = max(scored, key=lambda item: sign * item[1])
         lines.append(f"  best so far: {best} {metric}={value:.4f}")
-    running = [t for t in trials if t.status == "RUNNING" and t.last_result]
+    # a trial that has not finished its first epoch has a last_result without the metric
+    running = [t for t in trials if t.status == "RUNNING" and metric in (t.last_result or {})]
     for trial in running[:rows]:
         last = trial.last_result
         lines.append(
