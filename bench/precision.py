@@ -8,6 +8,10 @@ average pooling) at 64 px, and the seed's CNN (conv32-conv64-fc128) at 128 px. T
 of a case take turns epoch by epoch, so load from anything else on the machine falls on both
 alike. One thread, as a trial with one CPU has; on a machine with CUDA, the GPU instead.
 bf16 pays on GPUs and on CPUs with AVX512-BF16 or AMX; elsewhere it is emulated and slower.
+
+A second table times bare fp32 train steps of each case by memory layout: NCHW input, the
+trainer's input (its uint8 NHWC batches permuted, so channels_last strides), and a
+channels_last model as well: whether converting the model would add anything.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from skinsearch.data import decode_dataset, scan_dataset
 from skinsearch.data.synthetic import synthetic_root
 from skinsearch.hparams import HParams
+from skinsearch.models import build_model
 from skinsearch.spec import TrainSpec
 from skinsearch.trainer import Trainer
 
@@ -78,6 +83,30 @@ def compare(data: Any, size: int, hp: dict[str, Any], epochs: int) -> dict[str, 
     return figures
 
 
+def layout_rates(size: int, hp: dict[str, Any], steps: int = 20) -> dict[str, float]:
+    """Images per second of bare fp32 train steps (batch 32) by memory layout."""
+    rates = {}
+    for layout in ("NCHW input", "trainer's input", "+ channels_last model"):
+        torch.manual_seed(0)
+        model = build_model("cnn", HParams(input_size=size, **hp), size, 8)
+        x = torch.rand(32, size, size, 3).permute(0, 3, 1, 2)  # as the trainer's batches
+        if layout == "NCHW input":
+            x = x.contiguous()
+        elif layout == "+ channels_last model":
+            model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        y = torch.randint(0, 8, (32,))
+        optimizer = torch.optim.Adam(model.parameters())
+        for step in range(steps + 3):
+            if step == 3:  # after warm-up
+                started = time.perf_counter()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        rates[layout] = 32 * steps / (time.perf_counter() - started)
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, help="a data folder (default: the built-in set)")
@@ -103,6 +132,14 @@ def main() -> None:
                 f"{name:<9} {p:<9} {rate:>7.0f} {ratio:>7.2f} {f['val_acc']:>13.4f} "
                 f"{f['val_balanced_acc']:>17.4f} {f['train_loss']:>16.4f}"
             )
+    print("\nfp32 train steps by memory layout (batch 32), images/s:")
+    for name in args.cases:
+        size, hp = CASES[name]
+        rates = layout_rates(size, hp)
+        base = rates["NCHW input"]
+        print(
+            f"{name:<9} " + "   ".join(f"{k} {v:.0f} ({v / base:.2f}x)" for k, v in rates.items())
+        )
 
 
 if __name__ == "__main__":
