@@ -1,4 +1,5 @@
-"""``skinsearch best --confirm K --seeds S [--folds F]``: a winner chosen on a mean of runs.
+"""``skinsearch best --confirm K --seeds S [--folds F]``, or a search file's ``confirm:`` block
+after ``skinsearch run``: a winner chosen on a mean of runs.
 
 With a hundred or so validation images, the best of many single runs is partly luck. This retrains
 the top K configurations of a search S times each with fresh seeds (a new search named
@@ -7,7 +8,8 @@ deviation of every metric at each run's best epoch, and picks the configuration 
 mean. With F folds, each seed runs F times instead, once per k-fold split of train and val
 together (``data.decode.fold_splits``), so every image is validated on once per seed. The model
 exported for the winner is its run closest to the mean: a typical model of the winning
-configuration, not its luckiest run.
+configuration, not its luckiest run. The confirmed search keeps ``confirmation.json`` (the plan,
+where the runs are, the winner), from which ``best`` and ``report`` show the confirmation again.
 """
 
 from __future__ import annotations
