@@ -116,13 +116,11 @@ def resumable(
             f"--resume: no search named {name!r} under {storage}; check --name and --storage"
         )
     found = existing[-1]
-    saved = yaml.safe_load((storage.folder / found / SEARCH_FILE).read_text())
-    if saved["spec"] != spec.to_yaml_dict():
-        differ = sorted(
-            k
-            for k in {**saved["spec"], **spec.to_yaml_dict()}
-            if saved["spec"].get(k) != spec.to_yaml_dict().get(k)
-        )
+    saved, started = load_search(storage.folder / found)
+    # both through today's spec model: a setting added since (with its default) is no change
+    was, now = started.to_yaml_dict(), spec.to_yaml_dict()
+    if was != now:
+        differ = sorted(k for k in {**was, **now} if was.get(k) != now.get(k))
         raise SkinsearchError(
             f"--resume: {file} ({', '.join(differ)}) differs from the search {found!r} was started "
             f"with; resume with the same file and options, or start a new search without --resume"

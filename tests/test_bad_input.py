@@ -222,3 +222,19 @@ def test_a_storage_uri_that_cannot_be_used(storage: str, expected: str, tmp_path
 )
 def test_confirm_options_that_do_not_fit(options: list[str], expected: str, tmp_path: Path) -> None:
     assert one_line_error(["best", "--storage", str(tmp_path), *options]) == expected
+
+
+def test_resume_accepts_a_search_saved_before_a_setting_existed(tmp_path: Path) -> None:
+    from skinsearch.searches import resumable
+    from skinsearch.spec import loads_spec
+    from skinsearch.storage import Storage
+
+    spec = loads_spec(OK.format(data=tmp_path))
+    older = spec.to_yaml_dict()
+    del older["train"]["precision"]  # as a search.yaml written before train.precision existed
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "search.yaml").write_text(
+        yaml.safe_dump({"spec": older, "search": "t", "trials": 1, "tracking_uri": "sqlite:///x"})
+    )
+    found = resumable(Storage(tmp_path, None), "t", spec, tmp_path / "space.yaml")
+    assert found == ("t", "sqlite:///x", 1)
