@@ -168,7 +168,13 @@ def collect(experiment_dir: Path, folder: Path, plan: ConfirmPlan) -> Confirmati
     sign = 1.0 if mode == "max" else -1.0
     scored = [c for c in candidates if c.runs]
     if not scored:
-        raise ResultsError(f"no confirmation run of {folder.name} reported {metric}")
+        raise ResultsError(
+            f"no run of the confirmation {folder.name} reported {metric} (each failed run's "
+            f"error is in its trial folder); search {experiment_dir.name} is kept: try again "
+            f"with skinsearch best --name {experiment_dir.name} --metric {metric} "
+            f"--confirm {plan.k} --seeds {plan.seeds}"
+            + (f" --folds {plan.folds}" if plan.folds else "")
+        )
     scored.sort(key=lambda c: -sign * _or_worst(c.mean_std(metric)[0], sign))
     winner = scored[0]
     mean = winner.mean_std(metric)[0]
