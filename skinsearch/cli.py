@@ -218,7 +218,10 @@ def run(
             click.echo(f"search {name} was confirmed before, in {done[1]}")
         else:
             confirm_search(outcome.experiment_dir, plan, options, echo=click.echo)
-        click.echo(f"`skinsearch best --metric {plan.metric}` now shows this confirmed winner")
+        click.echo(
+            f"confirmed winner: skinsearch best --storage {where} --name {name} "
+            f"--metric {plan.metric} --export bundles/{name}"
+        )
 
 
 @main.command()

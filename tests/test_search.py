@@ -371,7 +371,10 @@ def test_a_confirm_block_retrains_the_top_configurations_after_the_search(
     assert "3 trials: 3 completed" in out  # the search, then its confirmation
     assert "confirming the top 2 of search tinyc by val_balanced_acc: 2 seeds each, 4 runs" in out
     assert "winner: the configuration of trial_" in out
-    assert "`skinsearch best --metric val_balanced_acc` now shows this confirmed winner" in out
+    assert (
+        f"confirmed winner: skinsearch best --storage {storage} --name tinyc "
+        "--metric val_balanced_acc --export bundles/tinyc"
+    ) in out
     saved = yaml.safe_load((storage / "tinyc-confirm" / "search.yaml").read_text())
     assert saved["confirms"] == "tinyc" and saved["spec"]["scheduler"]["type"] == "none"
     assert "confirm" not in saved["spec"]  # a confirmation is not confirmed again
