@@ -265,21 +265,27 @@ def show_and_export(
     echo(f"exported to {path}   (try: skinsearch predict {path} IMAGE...)")
 
 
-def table(result: Confirmation, searched: list[str]) -> list[str]:
-    """The candidates as text rows: mean ± std of each reported metric over the seeds."""
+def cells(result: Confirmation, searched: list[str]) -> list[list[str]]:
+    """The candidates as a header and rows of text cells: rank, source trial, runs, mean ± std
+    of each reported metric, and the ``searched`` hyperparameters."""
     header = ["rank", "from trial", "runs", *REPORTED, *searched]
     rows = []
     for i, c in enumerate(result.candidates, 1):
-        cells = [str(i), c.source_trial, str(len(c.runs))]
+        row = [str(i), c.source_trial, str(len(c.runs))]
         for m in REPORTED:
             mean, std = c.mean_std(m)
-            cells.append(f"{mean:.4f} ± {std:.4f}" if math.isfinite(mean) else "-")
-        cells += [_short(c.config.get(n)) for n in searched]
-        rows.append(cells)
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+            row.append(f"{mean:.4f} ± {std:.4f}" if math.isfinite(mean) else "-")
+        row += [_short(c.config.get(n)) for n in searched]
+        rows.append(row)
+    return [header, *rows]
+
+
+def table(result: Confirmation, searched: list[str]) -> list[str]:
+    """The candidates as aligned text lines (``cells``)."""
+    lines = cells(result, searched)
+    widths = [max(len(x) for x in col) for col in zip(*lines, strict=True)]
     return [
-        "  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip()
-        for line in [header, *rows]
+        "  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)).rstrip() for line in lines
     ]
 
 

@@ -150,33 +150,25 @@ def _leaderboard(top: list[Trial], metric: str, searched: list[str]) -> str:
 
 def _confirmation(experiment_dir: Path, searched: list[str]) -> str:
     # the search's confirmation (best --confirm, or its file's confirm: block), when it has one
-    from skinsearch.confirm import REPORTED, collect, stored_plan
+    from skinsearch.confirm import cells, collect, stored_plan
 
     stored = stored_plan(experiment_dir)
-    folder = experiment_dir.parent / stored[1] if stored else None
-    if stored is None or folder is None or not folder.is_dir():
+    if stored is None or not (experiment_dir.parent / stored[1]).is_dir():
         return ""
-    plan = stored[0]
-    result = collect(experiment_dir, folder, plan)
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["#", "from trial", "runs", *REPORTED])
-    head += "".join(f"<th>{html.escape(n)}</th>" for n in searched)
-    rows = []
-    for i, c in enumerate(result.candidates, 1):
-        cells = [str(i), c.source_trial, str(len(c.runs))]
-        cells += [_mean_std(*c.mean_std(m)) for m in REPORTED]
-        cells += [_fmt(c.config.get(n)) for n in searched]
-        rows.append("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in cells) + "</tr>")
+    plan, confirmed_in = stored
+    result = collect(experiment_dir, experiment_dir.parent / confirmed_in, plan)
+    header, *rows = cells(result, searched)
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in row) + "</tr>" for row in rows
+    )
     return (
         f"<h2>Confirmed winner: the top {plan.k} by {html.escape(plan.metric)} retrained over "
         f"{html.escape(plan.runs_text())} each</h2><p>Mean ± standard deviation at each run's best "
         f"epoch (runs in search {html.escape(result.search)}); the first row won on the mean. "
         "With few validation images, this ranking is the one to trust over the leaderboard's "
-        f"single runs.</p><table><tr>{head}</tr>{''.join(rows)}</table>"
+        f"single runs.</p><table><tr>{head}</tr>{body}</table>"
     )
-
-
-def _mean_std(mean: float, std: float) -> str:
-    return f"{mean:.4f} ± {std:.4f}" if math.isfinite(mean) else "-"
 
 
 def _per_hparam(

@@ -37,12 +37,13 @@ def plan_lines(spec: SearchSpec) -> list[str]:
         f"{n} trial{'s' if n != 1 else ''}",
     ]
     if spec.confirm is not None:
-        c = spec.confirm
-        seeds, folds = c.resolved_seeds, c.folds
-        each = f"{seeds} seed{'s' if seeds != 1 else ''}" + (f" x {folds} folds" if folds else "")
+        from skinsearch.confirm import ConfirmPlan
+
+        plan = ConfirmPlan.from_spec(spec)
+        runs = min(plan.k, n) * plan.seeds * (plan.folds or 1)
         lines.append(
-            f"then confirm: the top {c.top} by {t.metric} retrained over {each} each "
-            f"({min(c.top, n) * seeds * (folds or 1)} runs)"
+            f"then confirm: the top {plan.k} by {plan.metric} retrained over "
+            f"{plan.runs_text()} each ({runs} runs)"
         )
     return lines
 

@@ -20,7 +20,15 @@ def invoke(*args: str) -> tuple[int, str]:
 
 @pytest.mark.parametrize(
     ("file", "line"),
-    [("mlp.yaml", "88 trials"), ("cnn.yaml", "75 trials"), ("quick.yaml", "32 trials")],
+    [
+        ("mlp.yaml", "88 trials"),
+        ("cnn.yaml", "75 trials"),
+        ("quick.yaml", "32 trials"),
+        (
+            "cnn_plus.yaml",
+            "then confirm: the top 3 by val_balanced_acc retrained over 3 seeds each (9 runs)",
+        ),
+    ],
 )
 def test_validate_prints_the_space_and_its_trial_count(file: str, line: str) -> None:
     code, out = invoke("validate", str(SEARCH_SPACES / file))
