@@ -100,7 +100,6 @@ def test_the_precision_benchmark_trains_both_ways_on_one_configuration(tiny_imag
     assert set(figures) == {"fp32", "bf16"}
     for f in figures.values():
         assert f["seconds"] > 0 and 0.0 <= f["val_balanced_acc"] <= 1.0 and f["train_loss"] > 0
-    assert "bf16" in precision.bf16_native()
     rates = precision.layout_rates(16, {"channels": [4, 8]}, steps=2)
     assert list(rates) == ["NCHW input", "trainer's input", "+ channels_last model"]
     assert all(rate > 0 for rate in rates.values())
