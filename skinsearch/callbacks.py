@@ -68,6 +68,54 @@ def _error_text(trial: Any) -> str:
     return lines[-1].strip() if lines else "unknown error"
 
 
+def lost_checkpoint_callback(echo: Callable[[str], None]) -> Any:
+    """A Tune callback that, as a resumed search starts, mends the trials whose latest checkpoint
+    is gone: each goes on from the newest checkpoint still stored, or starts again.
+
+    Tune deletes a trial's superseded checkpoints as soon as a better one arrives, but snapshots
+    its experiment state only every few seconds. A driver killed between the two leaves a state
+    that names a deleted checkpoint, and Tune would fail that trial on every restore.
+    """
+    from ray.tune import Callback
+
+    class LostCheckpointCallback(Callback):
+        def __init__(self) -> None:
+            self.checked = False
+
+        def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
+            if not self.checked:  # before the first step starts any trial
+                self.checked = True
+                for trial in trials:
+                    if note := _mend_lost_checkpoint(trial):
+                        echo(note)
+
+    return LostCheckpointCallback()
+
+
+def _mend_lost_checkpoint(trial: Any) -> str | None:
+    from ray.train._internal.storage import _exists_at_fs_path
+
+    def stored(result: Any) -> bool:
+        return _exists_at_fs_path(result.checkpoint.filesystem, result.checkpoint.path)
+
+    latest = trial.latest_checkpoint_result
+    if trial.status != "PENDING" or latest is None or stored(latest):
+        return None
+    manager = trial.run_metadata.checkpoint_manager
+    kept = [r for r in manager._checkpoint_results if stored(r)]
+    newest = max(kept, key=lambda r: r.metrics.get("training_iteration", 0), default=None)
+    manager._checkpoint_results = kept
+    manager._latest_checkpoint_result = newest
+    trial.run_metadata.invalidate_cache()
+    lost = Path(latest.checkpoint.path).name
+    then = (
+        f"it goes on from epoch {int(newest.metrics.get('training_iteration', 0))}"
+        if newest
+        else "it starts again"
+    )
+    return f"{trial}: its last checkpoint ({lost}) went after the search's last snapshot; {then}"
+
+
 def progress_callback(
     metric: str, mode: str, echo: Callable[[str], None], every_s: float = 15.0
 ) -> Any:

@@ -24,6 +24,7 @@ from skinsearch.errors import ResultsError
 from skinsearch.searches import load_search
 from skinsearch.storage import basename
 from skinsearch.tracking import SEARCH_TAG, TRIAL_DIR_TAG, TRIAL_TAG, default_tracking_uri
+from skinsearch.trials import result_rows
 
 BUNDLE_FILES = ("config.yaml", "model_state.pt")
 
@@ -298,9 +299,10 @@ def _scores_from_mlflow(
 def _scores_from_tune(experiment_dir: Path, metric: str, sign: float) -> list[TrialScore]:
     scores = []
     for result_file in sorted(experiment_dir.glob("*/result.json")):
-        rows = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
         rows = [
-            r for r in rows if isinstance(r.get(metric), int | float) and math.isfinite(r[metric])
+            r
+            for r in result_rows(result_file.parent)
+            if isinstance(r.get(metric), int | float) and math.isfinite(r[metric])
         ]
         if not rows:
             continue
@@ -326,11 +328,7 @@ def epoch_metrics(score: TrialScore) -> dict[str, float]:
     """All metrics of the trial's best epoch, from Tune's results of that trial."""
     if score.metrics:
         return score.metrics
-    result_file = score.trial_dir / "result.json"
-    if not result_file.exists():
-        return {}
-    for line in result_file.read_text().splitlines():
-        row = json.loads(line) if line.strip() else {}
+    for row in result_rows(score.trial_dir):
         if row.get("epoch") == score.epoch:
             return {
                 k: v

@@ -16,12 +16,18 @@ from skinsearch.tracking import TrialRecord
 
 
 def result_rows(folder: Path) -> list[dict[str, Any]]:
-    """The trial's per-epoch results, oldest first (empty when it has none)."""
+    """The trial's per-epoch results, oldest first, one per epoch (empty when it has none).
+
+    A trial resumed from an older checkpoint than its last result reports those epochs again;
+    the later report of an epoch is the one its run went on from.
+    """
     try:
         text = (folder / "result.json").read_text()
     except OSError:
         return []
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    by_epoch = {row.get("epoch", -index): row for index, row in enumerate(rows)}
+    return list(by_epoch.values())
 
 
 def logged_metrics(row: dict[str, Any]) -> dict[str, float]:

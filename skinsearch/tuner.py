@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from skinsearch import space
-from skinsearch.callbacks import progress_callback, tracking_callback
+from skinsearch.callbacks import lost_checkpoint_callback, progress_callback, tracking_callback
 from skinsearch.cluster import check_address, start_ray
 from skinsearch.data import decode_dataset, scan_dataset
 from skinsearch.data.decode import fold_splits
@@ -312,6 +312,7 @@ def _build_tuner(
         JsonLoggerCallback(),
         tracking_callback(tracker, fixed, options.storage.location(options.name)),
         progress_callback(metric, mode, echo),
+        lost_checkpoint_callback(echo),
     ]
     if options.resume:
         location = options.storage.location(options.name)

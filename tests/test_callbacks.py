@@ -1,12 +1,16 @@
-"""The progress table printed during a search (its input stands in for Tune's Trial objects:
-the table reads only their status, name, metric analysis and last result)."""
+"""The progress table printed during a search, and the mending of a resumed search's lost
+checkpoints. Their input stands in for Tune's Trial objects: the table reads only their status,
+name, metric analysis and last result; the mending their status and Tune's own checkpoint
+bookkeeping, which is real here."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from skinsearch.callbacks import progress_table
+from skinsearch.callbacks import _mend_lost_checkpoint, progress_table
 
 
 @dataclass
@@ -31,3 +35,76 @@ def test_running_trials_show_their_latest_epoch_and_starting_ones_are_left_out()
     assert table[0] == "[   42s] 4 trials: 1 pending, 2 running, 1 terminated"
     assert table[1] == "  best so far: t2 val_acc=0.7000"
     assert table[2:] == ["  t0  epoch   3  val_acc=0.5000"]
+
+
+@dataclass
+class RestoredTrial:
+    """What a resumed search's trial holds of its checkpoints (Tune's own classes inside)."""
+
+    name: str
+    status: str
+    run_metadata: Any
+
+    @property
+    def latest_checkpoint_result(self) -> Any:
+        return self.run_metadata.checkpoint_manager.latest_checkpoint_result
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def restored_trial(tmp_path: Path, scores: list[float], status: str = "PENDING") -> RestoredTrial:
+    from ray.train._internal.checkpoint_manager import _CheckpointManager
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune import Checkpoint, CheckpointConfig
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    # as tuner.py configures it: the 2 best by the metric, and always the latest
+    manager = _CheckpointManager(
+        CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_acc")
+    )
+    for epoch, score in enumerate(scores, start=1):
+        folder = tmp_path / f"checkpoint_{epoch - 1:06d}"
+        folder.mkdir()
+        metrics = {"training_iteration": epoch, "val_acc": score}
+        manager.register_checkpoint(_TrainingResult(Checkpoint.from_directory(folder), metrics))
+    metadata = _TrainingRunMetadata()
+    metadata.checkpoint_manager = manager
+    return RestoredTrial("trial_a", status, metadata)
+
+
+def test_a_trial_whose_last_checkpoint_is_gone_goes_on_from_the_newest_kept(
+    tmp_path: Path,
+) -> None:
+    trial = restored_trial(tmp_path, [0.5, 0.7, 0.6])  # the first is deleted as the worst
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_000001", "checkpoint_000002"]
+    assert _mend_lost_checkpoint(trial) is None  # nothing lost: left as it is
+    shutil.rmtree(tmp_path / "checkpoint_000002")  # superseded after the driver's last snapshot
+
+    note = _mend_lost_checkpoint(trial)
+
+    assert note == (
+        "trial_a: its last checkpoint (checkpoint_000002) went after the search's last "
+        "snapshot; it goes on from epoch 2"
+    )
+    assert Path(trial.latest_checkpoint_result.checkpoint.path).name == "checkpoint_000001"
+    assert trial.run_metadata.checkpoint_manager.best_checkpoint_result.metrics["val_acc"] == 0.7
+
+
+def test_a_trial_with_no_checkpoint_left_starts_again_and_ended_trials_are_left_alone(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    pending = restored_trial(tmp_path / "a", [0.5, 0.7])
+    ended = restored_trial(tmp_path / "b", [0.5, 0.7], status="TERMINATED")
+    for folder in [*(tmp_path / "a").iterdir(), *(tmp_path / "b").iterdir()]:
+        shutil.rmtree(folder)
+
+    assert _mend_lost_checkpoint(pending) == (
+        "trial_a: its last checkpoint (checkpoint_000001) went after the search's last "
+        "snapshot; it starts again"
+    )
+    assert pending.latest_checkpoint_result is None
+    assert _mend_lost_checkpoint(ended) is None  # Tune does not restore it
+    assert ended.latest_checkpoint_result is not None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -12,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from skinsearch.cli import main
+from skinsearch.trials import result_rows
 from tests.conftest import spawn_skinsearch
 
 pytestmark = pytest.mark.slow
@@ -102,7 +105,6 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_trials(tiny_images: Path, tmp_p
 
 
 def test_a_killed_trial_resumes_from_its_checkpoint(tiny_images: Path, tmp_path: Path) -> None:
-    import json
     import threading
 
     from skinsearch.spec import loads_spec
@@ -158,8 +160,6 @@ def test_a_killed_trial_resumes_from_its_checkpoint(tiny_images: Path, tmp_path:
 
 
 def test_a_killed_driver_resumes_with_run_resume(tiny_images: Path, tmp_path: Path) -> None:
-    import json
-
     space = tmp_path / "resumable.yaml"
     space.write_text(
         f"name: resumable\nmodel: mlp\ndata: {{path: {tiny_images}}}\n"
@@ -196,11 +196,27 @@ def test_a_killed_driver_resumes_with_run_resume(tiny_images: Path, tmp_path: Pa
     for pid in started:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    # Tune deletes superseded checkpoints at once but snapshots its state every 2 s, so a killed
+    # driver's state can name a checkpoint that is gone. Make that certain for the unfinished
+    # trial that ran longest: remove all its checkpoints, as if each had been superseded.
+    unfinished = [
+        f.parent for f in storage.glob("resumable/trial_*/result.json") if f not in done_before
+    ]
+    victim = max(unfinished, key=lambda folder: len(result_rows(folder)))
+    epochs_before = len(result_rows(victim))
+    assert epochs_before >= 5, "the unfinished trials had not run long enough to checkpoint"
+    for checkpoint in victim.glob("checkpoint_*"):
+        shutil.rmtree(checkpoint)
 
     result = CliRunner().invoke(main, [*args, "--resume"])
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     assert "4 trials: 4 completed" in result.output
+    assert f"{victim.name}: its last checkpoint (checkpoint_" in result.output
+    assert "went after the search's last snapshot; it starts again" in result.output
+    # started again from scratch: Tune wrote its results anew, one row per epoch
+    rows = [json.loads(line) for line in (victim / "result.json").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == list(range(1, 301))
     for result_file, lines in done_before.items():  # finished trials were not rerun
         assert len(result_file.read_text().splitlines()) == lines
     children = [r for r in runs_of(storage, "resumable") if "mlflow.parentRunId" in r.data.tags]
