@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from skinsearch import __version__
-from skinsearch.errors import SkinsearchError
+from skinsearch.errors import Interrupted, SkinsearchError
 
 if TYPE_CHECKING:
     pass
@@ -50,6 +50,9 @@ def _user_errors(command: F) -> F:
             return command(*args, **kwargs)
         except SkinsearchError as exc:
             raise UserError(exc.problems) from None
+        except Interrupted as exc:
+            click.echo(f"Interrupted: {exc}", err=True)
+            sys.exit(130)
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)
@@ -175,7 +178,7 @@ def run(
     retrain its top configurations with fresh seeds (or folds) and choose on the mean."""
     from skinsearch import space
     from skinsearch.confirm import ConfirmPlan, confirm_search, stored_plan
-    from skinsearch.searches import new_search_name, resumable
+    from skinsearch.searches import new_search_name, resumable, unfinished_confirmation
     from skinsearch.spec import load_spec
     from skinsearch.storage import open_storage
     from skinsearch.summary import summary_lines
@@ -217,7 +220,13 @@ def run(
         if done is not None and done[0] == plan:  # a resumed search that was confirmed before
             click.echo(f"search {name} was confirmed before, in {done[1]}")
         else:
-            confirm_search(outcome.experiment_dir, plan, options, echo=click.echo)
+            carry_on = unfinished_confirmation(where, name) if resume else None
+            try:
+                confirm_search(outcome.experiment_dir, plan, options, carry_on, echo=click.echo)
+            except Interrupted as exc:
+                raise Interrupted(
+                    f"{exc}; `skinsearch run {file} --resume` carries it on"
+                ) from None
         click.echo(
             f"confirmed winner: skinsearch best --storage {where} --name {name} "
             f"--metric {plan.metric} --export bundles/{name}"
@@ -342,7 +351,9 @@ def best(
     if confirm_k is not None:
         plan = ConfirmPlan(confirm_k, seeds, metric, mode, folds)
         options = RunOptions(where, experiment_dir.name, cpus=cpus, mlflow_uri=mlflow_uri)
-        confirm_search(experiment_dir, plan, options, export_dir, force, echo=click.echo)
+        confirm_search(
+            experiment_dir, plan, options, export_dir=export_dir, force=force, echo=click.echo
+        )
         return
     confirmed = None if single else recall(where, experiment_dir, metric, export_dir is not None)
     if confirmed is not None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from skinsearch import space
-from skinsearch.errors import ResultsError, SkinsearchError
+from skinsearch.errors import Interrupted, ResultsError
 from skinsearch.searches import load_search
 from skinsearch.spec import SchedulerSpec, SearchSpec
 from skinsearch.storage import Storage
@@ -318,13 +318,19 @@ def confirm_search(
     experiment_dir: Path,
     plan: ConfirmPlan,
     options: RunOptions,
+    carry_on: str | None = None,
     export_dir: Path | None = None,
     force: bool = False,
     echo: Callable[[str], None] = print,
 ) -> Confirmation:
     """Confirm a search with its runs as a real search in ``options.storage`` (named
     ``<search>-confirm``, numbered if taken, on the Ray and the CPUs/GPUs ``options`` name),
-    tracked where the search was; then ``show_and_export``."""
+    tracked where the search was; then ``show_and_export``. With ``carry_on``, the runs go on in
+    that interrupted confirmation search, whose finished runs are kept.
+
+    Raises:
+        Interrupted: on Ctrl-C, with where the finished runs are.
+    """
     from skinsearch.searches import new_search_name
     from skinsearch.tuner import run_search
 
@@ -334,17 +340,20 @@ def confirm_search(
     def run(spec: Any, configs: list[dict[str, Any]], name: str) -> Path:
         confirm_options = dataclasses.replace(
             options,
-            name=new_search_name(storage, name, explicit=False),
+            name=carry_on or new_search_name(storage, name, explicit=False),
             mlflow_uri=options.mlflow_uri or saved.get("tracking_uri"),
             max_trials=None,
-            resume=False,
+            resume=carry_on is not None,
             configs=configs,
             folds=plan.folds,
             confirms=saved["search"],
         )
         outcome = run_search(spec, confirm_options, echo=echo)
         if outcome.interrupted:
-            raise SkinsearchError("the confirmation was interrupted; nothing was chosen")
+            raise Interrupted(
+                "nothing was chosen; the confirmation's finished runs are kept in "
+                f"{storage.location(confirm_options.name)}"
+            )
         if export_dir is not None:
             storage.pull(confirm_options.name)  # a URI's models, for the export
         return outcome.experiment_dir

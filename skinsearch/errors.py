@@ -29,3 +29,10 @@ class DataError(SkinsearchError):
 
 class ResultsError(SkinsearchError):
     """No search, trial, checkpoint or bundle where the user pointed."""
+
+
+class Interrupted(Exception):
+    """The user stopped a run (Ctrl-C) after some of it had finished, which is kept.
+
+    The CLI prints ``Interrupted: <line>`` on stderr and exits 130, as a shell does for SIGINT.
+    """

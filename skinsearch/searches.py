@@ -103,6 +103,20 @@ def new_search_name(storage: Storage, name: str, explicit: bool) -> str:
     return f"{name}-{n}"
 
 
+def unfinished_confirmation(storage: Storage, name: str) -> str | None:
+    """The latest confirmation search of search ``name`` (``name-confirm``, ``-2``...): for a
+    search with no saved confirmation, the one a Ctrl-C left unfinished; None when there is none."""
+    found = None
+    for candidate in [f"{name}-confirm"] + [f"{name}-confirm-{n}" for n in range(2, 1000)]:
+        search_file = storage.folder / candidate / SEARCH_FILE
+        if (
+            search_file.is_file()
+            and yaml.safe_load(search_file.read_text()).get("confirms") == name
+        ):
+            found = candidate
+    return found
+
+
 def resumable(
     storage: Storage, name: str, spec: SearchSpec, file: Path
 ) -> tuple[str, str | None, int | None]:

@@ -245,3 +245,60 @@ def test_the_snapshot_period_is_set_for_one_search_and_a_users_wins(
     with _snapshot_period(bucket):
         assert os.environ["TUNE_GLOBAL_CHECKPOINT_S"] == "7"
     assert os.environ["TUNE_GLOBAL_CHECKPOINT_S"] == "7"
+
+
+def test_ctrl_c_in_a_confirmation_exits_130_and_resume_carries_it_on(
+    tiny_images: Path, tmp_path: Path
+) -> None:
+    import threading
+
+    space = tmp_path / "conf.yaml"
+    space.write_text(
+        f"name: conf\nmodel: mlp\ndata: {{path: {tiny_images}}}\n"
+        "train: {max_epochs: 150, patience: 1000, metric: val_acc}\nscheduler: none\n"
+        "resources: {cpus_per_trial: 1}\nconfirm: {top: 1, seeds: 3}\n"
+        "params:\n  input_size: 16\n  hidden_sizes: [16]\n  lr: {grid: [0.001, 0.0001]}\n"
+    )
+    storage = tmp_path / "r"
+    args = ["run", str(space), "--storage", str(storage), "--cpus", "1"]  # one run at a time
+    proc = spawn_skinsearch(*args)
+    assert proc.stdout is not None
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(proc.stdout or []))
+    reader.start()
+
+    def confirmed_runs() -> dict[Path, int]:
+        done = {}
+        for result_file in storage.glob("conf-confirm/trial_*/result.json"):
+            rows = [json.loads(x) for x in result_file.read_text().splitlines() if x.strip()]
+            if rows and rows[-1].get("stop_reason"):
+                done[result_file] = len(rows)
+        return done
+
+    deadline = time.monotonic() + 240
+    while not confirmed_runs() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal
+    assert proc.wait(timeout=120) == 130
+    reader.join(timeout=30)
+    text = "".join(output)
+    done_before = confirmed_runs()
+    assert done_before and len(done_before) < 3, "the Ctrl-C came too late or too early"
+    assert "Traceback" not in text
+    assert (
+        "Interrupted: nothing was chosen; the confirmation's finished runs are kept in "
+        f"{storage / 'conf-confirm'}; `skinsearch run {space} --resume` carries it on"
+    ) in text
+    assert not (storage / "conf" / "confirmation.json").exists()
+
+    result = CliRunner().invoke(main, [*args, "--resume"])
+    assert result.exit_code == 0, result.output
+    assert "confirmed over 3 seeds each" in result.output
+    assert not (storage / "conf-confirm-2").exists()  # carried on, not started again
+    saved = json.loads((storage / "conf" / "confirmation.json").read_text())
+    assert saved["confirmed_in"] == "conf-confirm"
+    for result_file, lines in done_before.items():  # finished runs were not rerun
+        assert len(result_file.read_text().splitlines()) == lines
+    runs = [result_rows(f.parent) for f in storage.glob("conf-confirm/trial_*/result.json")]
+    assert [len(rows) for rows in runs] == [150] * 3
