@@ -2,8 +2,9 @@
 
 ``run_search`` decodes the data once per input size, starts (or joins) Ray, runs the Tuner with
 ASHA and the chosen sampler, tracks every trial in MLflow from the driver, and ends every MLflow
-run whatever happens. Ray is used here (the Tuner), in ``cluster.py`` (starting or joining Ray),
-``callbacks.py`` (trial events) and ``train.py`` (the trainable), and nowhere else.
+run whatever happens. Ray is used here (the Tuner), in ``searchers.py`` (the searcher and scheduler), ``cluster.py``
+(starting or joining Ray), ``callbacks.py`` (trial events) and ``train.py`` (the trainable), and
+nowhere else.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from skinsearch.data import decode_dataset, scan_dataset
 from skinsearch.data.decode import fold_splits
 from skinsearch.data.synthetic import synthetic_root
 from skinsearch.errors import DataError, SkinsearchError
+from skinsearch.searchers import scheduler, search_alg, tpe_trials, trial_configs
 from skinsearch.searches import save_search_file
-from skinsearch.spec import Param, SearchSpec
+from skinsearch.spec import SearchSpec
 from skinsearch.storage import Storage, basename
 from skinsearch.tracking import (
     SearchTracker,
@@ -78,8 +80,8 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
     """
     if options.address is not None:
         check_address(options.address)
-    configs = _configs(spec, options)
-    planned = len(configs) if configs is not None else _tpe_trials(spec, options)
+    configs = trial_configs(spec, options.configs, options.max_trials)
+    planned = len(configs) if configs is not None else tpe_trials(spec, options.max_trials)
     echo(
         f"search {options.name}: {planned} of "
         f"{planned if options.configs is not None else space.num_trials(spec)} trials of {spec.model}; "
@@ -209,21 +211,6 @@ def _mirror(options: RunOptions, echo: Echo) -> None:
 # -- preparing -----------------------------------------------------------------------------------
 
 
-def _configs(spec: SearchSpec, options: RunOptions) -> list[dict[str, Any]] | None:
-    if options.configs is not None:
-        return options.configs
-    if spec.search.sampler == "tpe":
-        return None
-    configs = space.expand(spec)
-    if options.max_trials is not None:
-        configs = space.pick(configs, options.max_trials, spec.search.seed)
-    return configs
-
-
-def _tpe_trials(spec: SearchSpec, options: RunOptions) -> int:
-    return min(spec.search.num_samples, options.max_trials or spec.search.num_samples)
-
-
 def _data_root(spec: SearchSpec) -> Path:
     if spec.data.builtin == "synthetic":
         return synthetic_root()
@@ -306,7 +293,7 @@ def _build_tuner(
         tune.with_parameters(run_trial, context=context),
         {"cpu": spec.resources.cpus_per_trial, "gpu": gpus},
     )
-    searcher, param_space, num_samples = _search_alg(spec, options, configs, fixed)
+    searcher, param_space, num_samples = search_alg(spec, configs, fixed, options.max_trials)
     callbacks = [
         CSVLoggerCallback(),
         JsonLoggerCallback(),
@@ -334,7 +321,7 @@ def _build_tuner(
             metric=metric,
             mode=mode,
             search_alg=searcher,
-            scheduler=_scheduler(spec),
+            scheduler=scheduler(spec),
             num_samples=num_samples,
             reuse_actors=True,
             trial_name_creator=_trial_name,
@@ -350,43 +337,6 @@ def _build_tuner(
             failure_config=tune.FailureConfig(max_failures=options.max_failures),
             verbose=0,  # progress_callback prints a compact table instead
         ),
-    )
-
-
-def _scheduler(spec: SearchSpec) -> Any:
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-
-    if spec.scheduler.type == "none":
-        return FIFOScheduler()
-    return ASHAScheduler(
-        time_attr="training_iteration",  # one iteration is one epoch
-        max_t=spec.train.max_epochs,
-        grace_period=min(spec.scheduler.grace_period, spec.train.max_epochs),
-        reduction_factor=spec.scheduler.reduction_factor,
-    )
-
-
-def _search_alg(
-    spec: SearchSpec,
-    options: RunOptions,
-    configs: list[dict[str, Any]] | None,
-    fixed: dict[str, Any],
-) -> tuple[Any, dict[str, Any], int]:
-    """The searcher, the param space Tune shows, and how many trials to run."""
-    if configs is None:
-        from ray.tune.search.optuna import OptunaSearch
-
-        return OptunaSearch(seed=spec.search.seed), _tpe_space(spec), _tpe_trials(spec, options)
-    from ray.tune.search.basic_variant import BasicVariantGenerator
-
-    # Tune walks list values as nested paths: lists travel as "16-32" strings, as for Optuna
-    searched = [
-        {k: space.encode_option(v) for k, v in c.items() if k not in fixed} for c in configs
-    ]
-    return (
-        BasicVariantGenerator(points_to_evaluate=searched),
-        _describe_space(searched),
-        len(searched),
     )
 
 
@@ -421,28 +371,3 @@ def _drop_trial_tracebacks(record: logging.LogRecord) -> bool:
 
 def _trial_name(trial: Any) -> str:
     return f"trial_{trial.trial_id}"
-
-
-def _describe_space(configs: list[dict[str, Any]]) -> dict[str, Any]:
-    # The configurations come from points_to_evaluate; the space only names their values, so
-    # that Tune's tables and the experiment state describe what was searched.
-    from ray import tune
-
-    return {name: tune.choice(sorted({c[name] for c in configs}, key=str)) for name in configs[0]}
-
-
-def _tpe_space(spec: SearchSpec) -> dict[str, Any]:
-    from ray import tune
-
-    def domain(param: Param) -> Any:
-        if param.kind in ("grid", "choice"):
-            return tune.choice([space.encode_option(v) for v in param.values])
-        if param.kind == "uniform":
-            return tune.uniform(param.low, param.high)
-        if param.kind == "loguniform":
-            return tune.loguniform(param.low, param.high)
-        return tune.randint(int(param.low), int(param.high) + 1)  # Tune's upper bound is exclusive
-
-    out = {name: domain(p) for name, p in space.domains(spec).items() if p.kind != "fixed"}
-    out["seed"] = spec.search.seed
-    return out

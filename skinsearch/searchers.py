@@ -1,0 +1,97 @@
+"""A spec's sampler and scheduler as Tune's searcher, param space and scheduler.
+
+``grid`` and ``random`` specs are expanded up front (``space.expand``) and handed to Tune as fixed
+points to evaluate, so that every configuration is known, logged and reproducible before the
+search starts; ``tpe`` lets Optuna sample each trial as results come in. ASHA, when asked for,
+stops weak trials at its rungs, one epoch being one Tune iteration.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from skinsearch import space
+from skinsearch.spec import Param, SearchSpec
+
+
+def trial_configs(
+    spec: SearchSpec, given: list[dict[str, Any]] | None = None, max_trials: int | None = None
+) -> list[dict[str, Any]] | None:
+    """The configurations to run: ``given`` ones (a confirmation's), else the spec's expanded
+    (a seeded pick of ``max_trials`` of them); None for ``tpe``, which samples as it goes."""
+    if given is not None:
+        return given
+    if spec.search.sampler == "tpe":
+        return None
+    configs = space.expand(spec)
+    if max_trials is not None:
+        configs = space.pick(configs, max_trials, spec.search.seed)
+    return configs
+
+
+def tpe_trials(spec: SearchSpec, max_trials: int | None = None) -> int:
+    """How many trials a ``tpe`` search samples."""
+    return min(spec.search.num_samples, max_trials or spec.search.num_samples)
+
+
+def scheduler(spec: SearchSpec) -> Any:
+    """ASHA over epochs, or FIFO (every trial runs until it ends itself)."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if spec.scheduler.type == "none":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="training_iteration",  # one iteration is one epoch
+        max_t=spec.train.max_epochs,
+        grace_period=min(spec.scheduler.grace_period, spec.train.max_epochs),
+        reduction_factor=spec.scheduler.reduction_factor,
+    )
+
+
+def search_alg(
+    spec: SearchSpec,
+    configs: list[dict[str, Any]] | None,
+    fixed: dict[str, Any],
+    max_trials: int | None = None,
+) -> tuple[Any, dict[str, Any], int]:
+    """The searcher, the param space Tune shows, and how many trials to run."""
+    if configs is None:
+        from ray.tune.search.optuna import OptunaSearch
+
+        return OptunaSearch(seed=spec.search.seed), _tpe_space(spec), tpe_trials(spec, max_trials)
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    # Tune walks list values as nested paths: lists travel as "16-32" strings, as for Optuna
+    searched = [
+        {k: space.encode_option(v) for k, v in c.items() if k not in fixed} for c in configs
+    ]
+    return (
+        BasicVariantGenerator(points_to_evaluate=searched),
+        _describe_space(searched),
+        len(searched),
+    )
+
+
+def _describe_space(configs: list[dict[str, Any]]) -> dict[str, Any]:
+    # The configurations come from points_to_evaluate; the space only names their values, so
+    # that Tune's tables and the experiment state describe what was searched.
+    from ray import tune
+
+    return {name: tune.choice(sorted({c[name] for c in configs}, key=str)) for name in configs[0]}
+
+
+def _tpe_space(spec: SearchSpec) -> dict[str, Any]:
+    from ray import tune
+
+    def domain(param: Param) -> Any:
+        if param.kind in ("grid", "choice"):
+            return tune.choice([space.encode_option(v) for v in param.values])
+        if param.kind == "uniform":
+            return tune.uniform(param.low, param.high)
+        if param.kind == "loguniform":
+            return tune.loguniform(param.low, param.high)
+        return tune.randint(int(param.low), int(param.high) + 1)  # Tune's upper bound is exclusive
+
+    out = {name: domain(p) for name, p in space.domains(spec).items() if p.kind != "fixed"}
+    out["seed"] = spec.search.seed
+    return out
