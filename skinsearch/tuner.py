@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,8 +117,11 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
         )
     }
     del decoded
-    start_ray(options.address, options.cpus, options.gpus, spec, echo, options.dashboard_host)
+    with _sigint_held() as held:
+        start_ray(options.address, options.cpus, options.gpus, spec, echo, options.dashboard_host)
     try:
+        if held:
+            raise KeyboardInterrupt
         refs = {key: ray.put(d) for key, d in datasets.items()}
         stored = sum(d.nbytes for d in datasets.values()) / 2**20
         folds = f" as {options.folds} k-fold splits of train+val" if options.folds else ""
@@ -180,6 +184,21 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
         finally:
             signal.signal(signal.SIGINT, previous)
     return outcome
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[list[int]]:
+    """Hold off Ctrl-C until the block ends and yield whether one came: a KeyboardInterrupt
+    raised inside ``ray.init`` can be lost there, and the search would start regardless."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received  # only the main thread receives signals
+        return
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager

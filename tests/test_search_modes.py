@@ -302,3 +302,26 @@ def test_ctrl_c_in_a_confirmation_exits_130_and_resume_carries_it_on(
         assert len(result_file.read_text().splitlines()) == lines
     runs = [result_rows(f.parent) for f in storage.glob("conf-confirm/trial_*/result.json")]
     assert [len(rows) for rows in runs] == [150] * 3
+
+
+def test_ctrl_c_while_ray_starts_stops_before_any_trial(tiny_images: Path, tmp_path: Path) -> None:
+    space = tmp_path / "early.yaml"
+    space.write_text(
+        f"name: early\nmodel: mlp\ndata: {{path: {tiny_images}}}\n"
+        "train: {max_epochs: 5000, patience: 5000}\nscheduler: none\n"
+        "params:\n  input_size: 16\n  hidden_sizes: [16]\n  lr: {grid: [0.001, 0.002]}\n"
+    )
+    proc = spawn_skinsearch("run", str(space), "--storage", str(tmp_path / "r"), "--cpus", "2")
+    assert proc.stdout is not None
+    output = []
+    for line in proc.stdout:  # up to the warning ray.init prints as it starts: Ray is starting
+        output.append(line)
+        if "Token authentication is enabled" in line or line.startswith("Ray: "):
+            break
+    assert "Token authentication" in output[-1], "".join(output)
+    os.killpg(proc.pid, signal.SIGINT)
+    output.append(proc.stdout.read())
+    assert proc.wait(timeout=120) == 130, "".join(output)
+    text = "".join(output)
+    assert "Traceback" not in text
+    assert "2 trials: 2 not started" in text and "Interrupted" in text
