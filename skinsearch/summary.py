@@ -89,6 +89,8 @@ def summary_lines(spec: SearchSpec, outcome: SearchOutcome) -> list[str]:
             "Tune's files hold every result; when the server is back, re-log them with: "
             f"skinsearch sync-mlflow --storage {storage} --name {name}"
         )
+    if not outcome.trials:  # stopped before any trial started: nothing to look at
+        return lines
     lines.append("")
     if storage == str(outcome.experiment_dir.parent):
         lines.append(f"results:     {outcome.experiment_dir}")

@@ -325,3 +325,4 @@ def test_ctrl_c_while_ray_starts_stops_before_any_trial(tiny_images: Path, tmp_p
     text = "".join(output)
     assert "Traceback" not in text
     assert "2 trials: 2 not started" in text and "Interrupted" in text
+    assert "best model:" not in text  # no next steps for a search that ran nothing
