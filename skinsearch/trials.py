@@ -26,7 +26,8 @@ def result_rows(folder: Path) -> list[dict[str, Any]]:
     except OSError:
         return []
     rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    by_epoch = {row.get("epoch", -index): row for index, row in enumerate(rows)}
+    # an error row carries the epoch it failed in, which reported nothing else
+    by_epoch = {(row.get("epoch", -index), "error" in row): row for index, row in enumerate(rows)}
     return list(by_epoch.values())
 
 
