@@ -68,9 +68,10 @@ def _error_text(trial: Any) -> str:
     return lines[-1].strip() if lines else "unknown error"
 
 
-def lost_checkpoint_callback(echo: Callable[[str], None]) -> Any:
-    """A Tune callback that, as a resumed search starts, mends the trials whose latest checkpoint
-    is gone: each goes on from the newest checkpoint still stored, or starts again.
+def resume_callback(echo: Callable[[str], None]) -> Any:
+    """A Tune callback for a resumed search: before its first step starts any trial, it mends the
+    trials whose latest checkpoint is gone (each goes on from the newest checkpoint still stored,
+    or starts again) and says what the search goes on from, as Tune's restored state has it.
 
     Tune deletes a trial's superseded checkpoints as soon as a better one arrives, but snapshots
     its experiment state only every few seconds. A driver killed between the two leaves a state
@@ -78,18 +79,24 @@ def lost_checkpoint_callback(echo: Callable[[str], None]) -> Any:
     """
     from ray.tune import Callback
 
-    class LostCheckpointCallback(Callback):
+    class ResumeCallback(Callback):
         def __init__(self) -> None:
             self.checked = False
 
         def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
-            if not self.checked:  # before the first step starts any trial
-                self.checked = True
-                for trial in trials:
-                    if note := _mend_lost_checkpoint(trial):
-                        echo(note)
+            if self.checked:
+                return
+            self.checked = True
+            for trial in trials:
+                if note := _mend_lost_checkpoint(trial):
+                    echo(note)
+            ended = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+            restored = sum(
+                t.status == "PENDING" and t.latest_checkpoint_result is not None for t in trials
+            )
+            echo(f"resuming: {ended} trials had ended; {restored} go on from their checkpoints")
 
-    return LostCheckpointCallback()
+    return ResumeCallback()
 
 
 def _mend_lost_checkpoint(trial: Any) -> str | None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from skinsearch import space
-from skinsearch.callbacks import lost_checkpoint_callback, progress_callback, tracking_callback
+from skinsearch.callbacks import progress_callback, resume_callback, tracking_callback
 from skinsearch.cluster import check_address, start_ray
 from skinsearch.data import decode_dataset, scan_dataset
 from skinsearch.data.decode import fold_splits
@@ -142,7 +142,6 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
                     fixed,
                 )
             )
-            echo(f"resuming: {sum(t.end is not None for t in tracker.trials.values())} trials done")
         else:
             experiment_dir.mkdir(parents=True, exist_ok=True)
             search_file = save_search_file(
@@ -318,7 +317,7 @@ def _build_tuner(
         JsonLoggerCallback(),
         tracking_callback(tracker, fixed, options.storage.location(options.name)),
         progress_callback(metric, mode, echo),
-        lost_checkpoint_callback(echo),
+        *([resume_callback(echo)] if options.resume else []),
     ]
     if options.resume:
         location = options.storage.location(options.name)

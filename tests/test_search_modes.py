@@ -218,6 +218,7 @@ def test_a_killed_driver_resumes_with_run_resume(tiny_images: Path, tmp_path: Pa
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     assert "4 trials: 4 completed" in result.output
+    assert "trials had ended; " in result.output
     assert f"{victim.name}: its last checkpoint (checkpoint_" in result.output
     assert "went after the search's last snapshot; it starts again" in result.output
     # started again from scratch: Tune wrote its results anew, one row per epoch
