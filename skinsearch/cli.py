@@ -220,7 +220,8 @@ def run(
         if done is not None and done[0] == plan:  # a resumed search that was confirmed before
             click.echo(f"search {name} was confirmed before, in {done[1]}")
         else:
-            carry_on = unfinished_confirmation(where, name) if resume else None
+            # an unconfirmed search's latest confirmation is the one a Ctrl-C stopped
+            carry_on = unfinished_confirmation(where, name) if resume and done is None else None
             try:
                 confirm_search(outcome.experiment_dir, plan, options, carry_on, echo=click.echo)
             except Interrupted as exc:

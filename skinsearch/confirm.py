@@ -326,7 +326,8 @@ def confirm_search(
     """Confirm a search with its runs as a real search in ``options.storage`` (named
     ``<search>-confirm``, numbered if taken, on the Ray and the CPUs/GPUs ``options`` name),
     tracked where the search was; then ``show_and_export``. With ``carry_on``, the runs go on in
-    that interrupted confirmation search, whose finished runs are kept.
+    that interrupted confirmation search, whose finished runs are kept, when it was started for
+    as many runs over the same folds; else a new one starts.
 
     Raises:
         Interrupted: on Ctrl-C, with where the finished runs are.
@@ -338,12 +339,16 @@ def confirm_search(
     storage = options.storage
 
     def run(spec: Any, configs: list[dict[str, Any]], name: str) -> Path:
+        if carry_on is not None and _started_for(storage.folder / carry_on, configs, plan):
+            name, resume = carry_on, True
+        else:
+            name, resume = new_search_name(storage, name, explicit=False), False
         confirm_options = dataclasses.replace(
             options,
-            name=carry_on or new_search_name(storage, name, explicit=False),
+            name=name,
             mlflow_uri=options.mlflow_uri or saved.get("tracking_uri"),
             max_trials=None,
-            resume=carry_on is not None,
+            resume=resume,
             configs=configs,
             folds=plan.folds,
             confirms=saved["search"],
@@ -362,6 +367,12 @@ def confirm_search(
     storage.push(experiment_dir / CONFIRMATION_FILE)
     show_and_export(experiment_dir, result, export_dir, force, echo)
     return result
+
+
+def _started_for(folder: Path, configs: list[dict[str, Any]], plan: ConfirmPlan) -> bool:
+    # an interrupted confirmation of another plan (an earlier `best --confirm`) is not carried on
+    started, _ = load_search(folder)
+    return bool(started.get("trials") == len(configs) and started.get("folds") == plan.folds)
 
 
 def recall(

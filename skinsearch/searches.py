@@ -107,7 +107,7 @@ def unfinished_confirmation(storage: Storage, name: str) -> str | None:
     """The latest confirmation search of search ``name`` (``name-confirm``, ``-2``...): for a
     search with no saved confirmation, the one a Ctrl-C left unfinished; None when there is none."""
     found = None
-    for candidate in [f"{name}-confirm"] + [f"{name}-confirm-{n}" for n in range(2, 1000)]:
+    for candidate in _numbered(f"{name}-confirm"):
         search_file = storage.folder / candidate / SEARCH_FILE
         if (
             search_file.is_file()
@@ -123,8 +123,7 @@ def resumable(
     """The search to resume (the given name, else the latest numbered from it), checked against
     FILE; returns its name, tracking URI and planned trial count."""
     check_name(name)
-    candidates = [name] + [f"{name}-{n}" for n in range(2, 1000)]
-    existing = [c for c in candidates if (storage.folder / c / SEARCH_FILE).is_file()]
+    existing = [c for c in _numbered(name) if (storage.folder / c / SEARCH_FILE).is_file()]
     if not existing:
         raise SkinsearchError(
             f"--resume: no search named {name!r} under {storage}; check --name and --storage"
@@ -140,6 +139,11 @@ def resumable(
             f"with; resume with the same file and options, or start a new search without --resume"
         )
     return found, saved.get("tracking_uri"), saved.get("trials")
+
+
+def _numbered(name: str) -> list[str]:
+    # the names new_search_name gives searches started from the same name, oldest first
+    return [name] + [f"{name}-{n}" for n in range(2, 1000)]
 
 
 def _confirms(search_file: Path) -> bool:
