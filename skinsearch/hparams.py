@@ -41,6 +41,7 @@ class HParams(BaseModel):
     input_size: int = Field(64, ge=8, le=1024)  # images are resized to input_size x input_size
     hflip: Probability = 0.0
     vflip: Probability = 0.0
+    rotate90: Probability = 0.0  # a random multiple of 90 degrees (with both flips: all 8 views)
     rbcontrast: Probability = 0.0  # random brightness/contrast
     affine: Probability = 0.0  # shift-scale-rotate
     colour: Probability = 0.0  # hue, saturation, brightness and contrast jitter
@@ -62,7 +63,7 @@ class HParams(BaseModel):
 #: Hyperparameters every model takes.
 COMMON_HPARAMS = frozenset(
     {"lr", "batch_size", "optimizer", "momentum", "weight_decay", "dropout", "input_size"}
-    | {"schedule", "warmup_epochs", "hflip", "vflip", "rbcontrast", "affine", "colour"}
+    | {"schedule", "warmup_epochs", "hflip", "vflip", "rotate90", "rbcontrast", "affine", "colour"}
 )
 
 #: Hyperparameters that must take a discrete set of values, with the reason.

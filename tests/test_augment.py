@@ -27,7 +27,8 @@ def test_certain_flips_flip() -> None:
 def test_every_transform_builds_without_argument_warnings() -> None:
     # pyproject turns albumentations' "not valid for transform" warnings into errors
     pipeline = build_augment(
-        HParams(hflip=0.5, vflip=0.5, rbcontrast=1.0, affine=1.0, colour=1.0), seed=1
+        HParams(hflip=0.5, vflip=0.5, rotate90=0.5, rbcontrast=1.0, affine=1.0, colour=1.0),
+        seed=1,
     )
     assert pipeline is not None
     out = augment_batch(pipeline, images())

@@ -41,7 +41,7 @@ SPEC_CASES = {
         OK + "  channels: [8, 16]\n",
         "{file}: params.channels: not a hyperparameter of model 'mlp' (it takes: activation, "
         "affine, batch_size, batchnorm, colour, dropout, hflip, hidden_sizes, init, input_size, "
-        "lr, momentum, optimizer, rbcontrast, schedule, vflip, warmup_epochs, weight_decay)",
+        "lr, momentum, optimizer, rbcontrast, rotate90, schedule, vflip, warmup_epochs, weight_decay)",
     ),
     "empty grid": (
         OK + "  lr: {{grid: []}}\n",

@@ -39,6 +39,7 @@ def assert_same_spread(a: np.ndarray, b: np.ndarray, tolerance: float) -> None:
 def test_no_probability_means_no_augmentation() -> None:
     assert not BatchAugment.wanted(HParams())
     assert BatchAugment.wanted(HParams(colour=0.1))
+    assert BatchAugment.wanted(HParams(rotate90=0.1))
 
 
 def test_certain_flips_flip_and_probable_ones_flip_that_often() -> None:
@@ -48,6 +49,16 @@ def test_certain_flips_flip_and_probable_ones_flip_that_often() -> None:
     _, half = both_sides(HParams(hflip=0.5), images)
     changed = np.abs(half - images).reshape(N, -1).max(1) > 0
     assert 0.45 < changed.mean() < 0.55
+
+
+def test_rotate90_turns_each_image_a_quarter_of_the_time_on_both_sides() -> None:
+    images = np.random.default_rng(0).integers(0, 255, (N, 8, 8, 3), dtype=np.uint8)
+    turned = [np.rot90(images, k, axes=(1, 2)) for k in range(4)]
+    for side in both_sides(HParams(rotate90=1.0), images):
+        # each image is one of its four turns (counterclockwise as np.rot90), each about as often
+        which = np.stack([np.abs(side - t).reshape(N, -1).max(1) < 1e-6 for t in turned], 1)
+        assert (which.sum(1) == 1).all()
+        assert np.allclose(which.mean(0), 0.25, atol=0.04), which.mean(0)
 
 
 def test_brightness_contrast_spreads_as_albumentations() -> None:

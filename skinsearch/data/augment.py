@@ -12,7 +12,9 @@ from skinsearch.hparams import HParams
 def build_augment(hp: HParams, seed: int) -> A.Compose | None:
     """The trial's augmentation pipeline, or None when every probability is zero.
 
-    ``hflip``/``vflip`` flip, ``rbcontrast`` shifts brightness and contrast by up to 20%, and
+    ``hflip``/``vflip`` flip, ``rotate90`` rotates by 0, 90, 180 or 270 degrees (each a quarter
+    of the time; a lesion has no up, and with both flips this draws every one of its 8
+    orientations alike), ``rbcontrast`` shifts brightness and contrast by up to 20%, and
     ``affine`` shifts by up to 6.25%, scales by 0.9-1.1 and rotates by up to 45 degrees (the
     ranges of albumentations' ShiftScaleRotate), reflecting at the border; ``colour`` jitters
     hue by up to 0.05, saturation by 20% and brightness and contrast by 10%.
@@ -22,6 +24,8 @@ def build_augment(hp: HParams, seed: int) -> A.Compose | None:
         transforms.append(A.HorizontalFlip(p=hp.hflip))
     if hp.vflip > 0:
         transforms.append(A.VerticalFlip(p=hp.vflip))
+    if hp.rotate90 > 0:
+        transforms.append(A.RandomRotate90(p=hp.rotate90))
     if hp.affine > 0:
         transforms.append(
             A.Affine(

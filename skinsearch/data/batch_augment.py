@@ -32,7 +32,8 @@ class BatchAugment:
     """A trial's augmentations for ``(N, 3, H, W)`` float batches in [0, 1].
 
     Args:
-        hp: The trial's probabilities (``hflip``, ``vflip``, ``affine``, ``colour``, ``rbcontrast``).
+        hp: The trial's probabilities (``hflip``, ``vflip``, ``rotate90``, ``affine``, ``colour``,
+            ``rbcontrast``).
     """
 
     def __init__(self, hp: HParams) -> None:
@@ -41,7 +42,9 @@ class BatchAugment:
     @staticmethod
     def wanted(hp: HParams) -> bool:
         """Whether ``hp`` asks for any augmentation."""
-        return any(p > 0 for p in (hp.hflip, hp.vflip, hp.affine, hp.colour, hp.rbcontrast))
+        return any(
+            p > 0 for p in (hp.hflip, hp.vflip, hp.rotate90, hp.affine, hp.colour, hp.rbcontrast)
+        )
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The augmented batch (a new tensor), with randomness from ``generator`` (on the
@@ -51,6 +54,8 @@ class BatchAugment:
             batch = _where(_chosen(batch, hp.hflip, generator), batch.flip(3), batch)
         if hp.vflip > 0:
             batch = _where(_chosen(batch, hp.vflip, generator), batch.flip(2), batch)
+        if hp.rotate90 > 0:
+            batch = rotate90(batch, _chosen(batch, hp.rotate90, generator), generator)
         if hp.affine > 0:
             batch = affine(batch, _chosen(batch, hp.affine, generator), generator)
         if hp.colour > 0:
@@ -58,6 +63,18 @@ class BatchAugment:
         if hp.rbcontrast > 0:
             batch = brightness_contrast(batch, _chosen(batch, hp.rbcontrast, generator), generator)
         return batch
+
+
+def rotate90(batch: torch.Tensor, chosen: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Rotate each of the ``chosen`` (square) images by 0, 90, 180 or 270 degrees, one of the
+    four drawn uniformly (a quarter of the chosen stay as they are, as albumentations'
+    RandomRotate90), counterclockwise as ``np.rot90``."""
+    turns = torch.randint(4, (batch.shape[0],), device=batch.device, generator=generator)
+    turns = torch.where(chosen, turns, 0)
+    out = batch
+    for k in (1, 2, 3):
+        out = _where(turns == k, torch.rot90(batch, k, dims=(2, 3)), out)
+    return out
 
 
 def affine(batch: torch.Tensor, chosen: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
