@@ -392,11 +392,9 @@ def _format_warning(
 def _with_overrides(spec: Any, data_path: str | None, max_epochs: int | None) -> Any:
     from pydantic import ValidationError
 
-    from skinsearch.spec import DataSpec
-
     if data_path is not None:
         try:
-            data = DataSpec(path=data_path, val_fraction=spec.data.val_fraction)
+            data = spec.data.model_validate({**spec.data.model_dump(), "path": data_path})
         except ValidationError as exc:
             raise SkinsearchError(f"--data: {exc.errors()[0]['ctx']['error']}") from None
         spec = spec.model_copy(update={"data": data})

@@ -231,7 +231,7 @@ def predict(bundle: Path, images: list[Path]) -> list[Prediction]:
     arrays = []
     for image in images:
         try:
-            arrays.append(load_image(image, [size])[0])
+            arrays.append(load_image(image, [size], prep.get("colour_constancy", "none"))[0])
         except (OSError, ValueError) as exc:
             reason = (
                 "no such file" if isinstance(exc, FileNotFoundError) else "not a readable image"

@@ -44,6 +44,9 @@ class DataSpec(BaseModel):
     # a folder (train/ and val/ of class folders, or class folders + val_fraction) or builtin:NAME
     path: str = "builtin:synthetic"
     val_fraction: float | None = Field(None, gt=0.0, lt=1.0)  # only for a folder without val/
+    # per-image colour correction when images are decoded (and by `predict`): "shades_of_gray"
+    # evens out the colour casts of different cameras and lights; "none" keeps the pixels
+    colour_constancy: Literal["none", "shades_of_gray"] = "none"
 
     @field_validator("path")
     @classmethod

@@ -24,7 +24,8 @@ def plan_lines(spec: SearchSpec) -> list[str]:
     )
     n = space.num_trials(spec)
     lines = [
-        f"name: {spec.name}   model: {spec.model}   data: {spec.data.path}",
+        f"name: {spec.name}   model: {spec.model}   data: {spec.data.path}"
+        + ("" if spec.data.colour_constancy == "none" else f" ({spec.data.colour_constancy})"),
         f"train: up to {t.max_epochs} epochs, patience {t.patience}, {t.metric} "
         f"({t.resolved_mode}), class weights {t.class_weights}, "
         f"label smoothing {t.label_smoothing:g}" + (", bf16" if t.precision == "bf16" else ""),

@@ -108,6 +108,10 @@ BAD = [
     ),
     (BASE.format(model="mlp") + "confirm: {top: 0}\n", ["confirm.top: must be >= 1, got 0"]),
     (
+        BASE.format(model="mlp") + "data: {colour_constancy: grey_world}\n",
+        ["data.colour_constancy: must be one of 'none' or 'shades_of_gray', got 'grey_world'"],
+    ),
+    (
         BASE.format(model="mlp") + "confirm: {top: 3, seeds: 1}\n",
         [
             "confirm: seeds: 1 without folds retrains each configuration once; use seeds: 2 or more, or add folds: 5"

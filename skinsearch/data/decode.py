@@ -20,6 +20,7 @@ from skinsearch.errors import DataError
 
 log = logging.getLogger(__name__)
 RESAMPLE = Image.Resampling.BILINEAR  # antialiased when shrinking
+SHADES_OF_GRAY_P = 6  # the Minkowski norm of Finlayson & Trezzi (2004), as ISIC entries use it
 _decoded = 0  # image files read by this process; benchmarks print it
 
 
@@ -35,6 +36,7 @@ class DecodedData:
     y_val: np.ndarray
     mean: list[float] = field(default_factory=list)  # per channel, on the [0, 1] scale, train set
     std: list[float] = field(default_factory=list)
+    colour_constancy: str = "none"  # applied to every image when decoded
 
     @property
     def nbytes(self) -> int:
@@ -49,6 +51,7 @@ class DecodedData:
             "exif_transpose": True,
             "resize": [self.size, self.size],
             "resample": "bilinear",
+            "colour_constancy": self.colour_constancy,
             "scale": 1 / 255,
             "mean": self.mean,
             "std": self.std,
@@ -56,8 +59,11 @@ class DecodedData:
         }
 
 
-def load_image(path: str | Path, sizes: list[int]) -> list[np.ndarray]:
-    """Read an image file as RGB (EXIF orientation applied) and resize it to each size.
+def load_image(
+    path: str | Path, sizes: list[int], colour_constancy: str = "none"
+) -> list[np.ndarray]:
+    """Read an image file as RGB (EXIF orientation applied), resize it to each size, and
+    correct its colours by ``colour_constancy`` ("none" or "shades_of_gray").
 
     Raises:
         OSError, ValueError, UnidentifiedImageError: when the file is not a readable image.
@@ -74,7 +80,27 @@ def load_image(path: str | Path, sizes: list[int]) -> list[np.ndarray]:
             img = img.convert("RGBA")
         rgb = img.convert("RGB")
         rgb.load()
-    return [np.asarray(rgb.resize((s, s), RESAMPLE), dtype=np.uint8) for s in sizes]
+    resized = [np.asarray(rgb.resize((s, s), RESAMPLE), dtype=np.uint8) for s in sizes]
+    if colour_constancy == "shades_of_gray":
+        return [shades_of_gray(a) for a in resized]
+    return resized
+
+
+def shades_of_gray(image: np.ndarray, p: int = SHADES_OF_GRAY_P) -> np.ndarray:
+    """Colour constancy by Shades of Gray: estimate the light's colour as each channel's
+    Minkowski p-norm mean, and scale the channels so that it becomes neutral grey.
+
+    Dermoscopes and cameras differ in their colour casts; with this, an image's colours depend
+    less on which one took it. ``image`` is ``(H, W, 3)`` uint8; the result too.
+    """
+    pixels = image.reshape(-1, 3).astype(np.float64) / 255.0
+    light = np.power(np.power(pixels, p).mean(0), 1.0 / p)
+    if light.max() == 0:  # a black image has no light to correct
+        return image
+    light = light / np.linalg.norm(light)
+    gain = 1.0 / (np.maximum(light, 1e-6) * np.sqrt(3.0))  # a grey light: 1 on each channel
+    out = np.clip(image.astype(np.float64) * gain, 0.0, 255.0)
+    return np.rint(out).astype(np.uint8)
 
 
 def decode_count() -> int:
@@ -82,8 +108,11 @@ def decode_count() -> int:
     return _decoded
 
 
-def decode_dataset(files: DatasetFiles, sizes: list[int]) -> dict[int, DecodedData]:
-    """Decode every image of ``files`` once, resized to each of ``sizes``.
+def decode_dataset(
+    files: DatasetFiles, sizes: list[int], colour_constancy: str = "none"
+) -> dict[int, DecodedData]:
+    """Decode every image of ``files`` once, resized to each of ``sizes``, its colours
+    corrected by ``colour_constancy`` (``load_image``).
 
     Unreadable files are skipped with one warning that counts them and names the first few.
 
@@ -92,7 +121,7 @@ def decode_dataset(files: DatasetFiles, sizes: list[int]) -> dict[int, DecodedDa
     """
     items = files.train + files.val
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        decoded = list(pool.map(lambda item: _try_load(item[0], sizes), items))
+        decoded = list(pool.map(lambda item: _try_load(item[0], sizes, colour_constancy), items))
     bad = [str(path) for (path, _), arrs in zip(items, decoded, strict=True) if arrs is None]
     if len(bad) == len(items):
         raise DataError(
@@ -124,13 +153,14 @@ def decode_dataset(files: DatasetFiles, sizes: list[int]) -> dict[int, DecodedDa
             y_val=np.array([y for _, y in val], dtype=np.int64),
             mean=mean,
             std=std,
+            colour_constancy=colour_constancy,
         )
     return out
 
 
-def _try_load(path: Path, sizes: list[int]) -> list[np.ndarray] | None:
+def _try_load(path: Path, sizes: list[int], colour_constancy: str) -> list[np.ndarray] | None:
     try:
-        return load_image(path, sizes)
+        return load_image(path, sizes, colour_constancy)
     except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError):
         return None
 
@@ -169,7 +199,17 @@ def fold_splits(data: DecodedData, folds: int, seed: int) -> list[DecodedData]:
     for train, val in splits:
         mean, std = _channel_stats(x[train])
         out.append(
-            DecodedData(data.size, data.class_names, x[train], y[train], x[val], y[val], mean, std)
+            DecodedData(
+                data.size,
+                data.class_names,
+                x[train],
+                y[train],
+                x[val],
+                y[val],
+                mean,
+                std,
+                data.colour_constancy,
+            )
         )
     return out
 
