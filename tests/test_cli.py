@@ -31,6 +31,8 @@ def invoke(*args: str) -> tuple[int, str]:
         # the pilots docs/RESULTS.md reports
         ("../docs/experiments/cnn_plus_winner_no_patience.yaml", "1 trial"),
         ("../docs/experiments/cnn_plus_winner_96px_bf16.yaml", "3 trials"),
+        ("../docs/experiments/cnn_plus_winner_rotate90.yaml", "3 trials"),
+        ("../docs/experiments/cnn_plus_winner_shades_of_gray.yaml", "3 trials"),
     ],
 )
 def test_validate_prints_the_space_and_its_trial_count(file: str, line: str) -> None:
@@ -38,6 +40,16 @@ def test_validate_prints_the_space_and_its_trial_count(file: str, line: str) -> 
     assert code == 0
     assert out.strip().splitlines()[-1] == line
     assert "params:" in out and "lr" in out
+
+
+def test_data_on_the_command_line_keeps_the_files_other_data_settings(tmp_path: Path) -> None:
+    from skinsearch.cli import _with_overrides
+    from skinsearch.spec import load_spec
+
+    spec = load_spec(SEARCH_SPACES / "../docs/experiments/cnn_plus_winner_shades_of_gray.yaml")
+    overridden = _with_overrides(spec, str(tmp_path), None).data
+    assert overridden.path == str(tmp_path.resolve())
+    assert overridden.colour_constancy == "shades_of_gray"
 
 
 def test_validate_does_not_start_ray() -> None:
