@@ -26,7 +26,9 @@ def plan_lines(spec: SearchSpec) -> list[str]:
     lines = [
         f"name: {spec.name}   model: {spec.model}   data: {spec.data.path}"
         + ("" if spec.data.colour_constancy == "none" else f" ({spec.data.colour_constancy})"),
-        f"train: up to {t.max_epochs} epochs, patience {t.patience}, {t.metric} "
+        f"train: up to {t.max_epochs} epochs, "
+        + ("no early stopping" if t.patience is None else f"patience {t.patience}")
+        + f", {t.metric} "
         f"({t.resolved_mode}), class weights {t.class_weights}, "
         f"label smoothing {t.label_smoothing:g}" + (", bf16" if t.precision == "bf16" else ""),
         f"search: {spec.search.sampler}, num_samples {spec.search.num_samples}, "

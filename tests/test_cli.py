@@ -42,6 +42,14 @@ def test_validate_prints_the_space_and_its_trial_count(file: str, line: str) -> 
     assert "params:" in out and "lr" in out
 
 
+def test_validate_says_when_runs_never_stop_early() -> None:
+    code, out = invoke("validate", str(SEARCH_SPACES / "cnn_plus.yaml"))
+    assert code == 0
+    assert "train: up to 60 epochs, no early stopping, val_balanced_acc (max)" in out
+    code, out = invoke("validate", str(SEARCH_SPACES / "quick.yaml"))
+    assert ", patience " in out and "None" not in out
+
+
 def test_data_on_the_command_line_keeps_the_files_other_data_settings(tmp_path: Path) -> None:
     from skinsearch.cli import _with_overrides
     from skinsearch.spec import load_spec
