@@ -13,7 +13,7 @@ import yaml
 from PIL import Image
 
 from skinsearch.data import decode_dataset, load_image, scan_dataset
-from skinsearch.data.decode import SHADES_OF_GRAY_P, shades_of_gray
+from skinsearch.data.decode import SHADES_OF_GRAY_P, fold_splits, shades_of_gray
 from skinsearch.hparams import HParams
 from skinsearch.models import build_model
 from skinsearch.results import predict
@@ -63,6 +63,9 @@ def test_decoding_applies_it_to_every_image_and_records_it(tiny_images: Path) ->
     assert not np.array_equal(plain.x_train, corrected.x_train)
     assert plain.preprocessing["colour_constancy"] == "none"
     assert corrected.preprocessing["colour_constancy"] == "shades_of_gray"
+    # a confirmation over folds exports bundles that say so too
+    for fold in fold_splits(corrected, 2, seed=0):
+        assert fold.preprocessing["colour_constancy"] == "shades_of_gray"
 
 
 def test_predict_corrects_images_as_the_search_did(tmp_path: Path) -> None:

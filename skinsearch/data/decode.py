@@ -5,6 +5,7 @@ The arrays are what trials share through Ray's object store; nothing here import
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import warnings
@@ -199,16 +200,14 @@ def fold_splits(data: DecodedData, folds: int, seed: int) -> list[DecodedData]:
     for train, val in splits:
         mean, std = _channel_stats(x[train])
         out.append(
-            DecodedData(
-                data.size,
-                data.class_names,
-                x[train],
-                y[train],
-                x[val],
-                y[val],
-                mean,
-                std,
-                data.colour_constancy,
+            dataclasses.replace(
+                data,
+                x_train=x[train],
+                y_train=y[train],
+                x_val=x[val],
+                y_val=y[val],
+                mean=mean,
+                std=std,
             )
         )
     return out
