@@ -215,6 +215,7 @@ def predict(bundle: Path, images: list[Path]) -> list[Prediction]:
     import torch
 
     from skinsearch.data import load_image
+    from skinsearch.data.decode import COLOUR_CONSTANCY
     from skinsearch.hparams import HParams
     from skinsearch.models import build_model
     from skinsearch.trainer import tta_proba
@@ -228,10 +229,17 @@ def predict(bundle: Path, images: list[Path]) -> list[Prediction]:
     config = yaml.safe_load((bundle / "config.yaml").read_text())
     prep = json.loads((bundle / "preprocessing.json").read_text())
     size = int(prep["resize"][0])
+    colour_constancy = prep.get("colour_constancy", "none")  # bundles before it: none
+    if colour_constancy not in COLOUR_CONSTANCY:
+        raise ResultsError(
+            f"{bundle / 'preprocessing.json'}: unknown colour_constancy {colour_constancy!r} "
+            f"(this skinsearch knows {', '.join(COLOUR_CONSTANCY)}); predict with the version "
+            "that exported it"
+        )
     arrays = []
     for image in images:
         try:
-            arrays.append(load_image(image, [size], prep.get("colour_constancy", "none"))[0])
+            arrays.append(load_image(image, [size], colour_constancy)[0])
         except (OSError, ValueError) as exc:
             reason = (
                 "no such file" if isinstance(exc, FileNotFoundError) else "not a readable image"

@@ -106,9 +106,8 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
     import ray
 
     sizes = space.input_sizes(spec)
-    decoded = decode_dataset(
-        files, sizes, spec.data.colour_constancy
-    )  # unreadable data fails here, before Ray starts
+    # unreadable data fails here, before Ray starts
+    decoded = decode_dataset(files, sizes, spec.data.colour_constancy)
     datasets = {
         (size, fold): d
         for size, whole in decoded.items()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 import pytest
@@ -13,10 +14,17 @@ import yaml
 from PIL import Image
 
 from skinsearch.data import decode_dataset, load_image, scan_dataset
-from skinsearch.data.decode import SHADES_OF_GRAY_P, fold_splits, shades_of_gray
+from skinsearch.data.decode import (
+    COLOUR_CONSTANCY,
+    SHADES_OF_GRAY_P,
+    fold_splits,
+    shades_of_gray,
+)
+from skinsearch.errors import ResultsError
 from skinsearch.hparams import HParams
 from skinsearch.models import build_model
 from skinsearch.results import predict
+from skinsearch.spec import DataSpec
 
 
 def scene(seed: int = 0, size: int = 32) -> np.ndarray:
@@ -49,6 +57,11 @@ def test_grey_and_black_images_are_left_as_they_are() -> None:
     assert np.abs(shades_of_gray(grey).astype(int) - grey).max() <= 1
     black = np.zeros((8, 8, 3), np.uint8)
     assert np.array_equal(shades_of_gray(black), black)
+
+
+def test_the_spec_offers_every_correction_decoding_knows() -> None:
+    offered = get_args(DataSpec.model_fields["colour_constancy"].annotation)
+    assert set(offered) == set(COLOUR_CONSTANCY)
 
 
 def test_decoding_applies_it_to_every_image_and_records_it(tiny_images: Path) -> None:
@@ -94,3 +107,8 @@ def test_predict_corrects_images_as_the_search_did(tmp_path: Path) -> None:
         (got,) = predict(bundle, [image_file])
         assert list(got.probabilities.values()) == pytest.approx(expected(setting), abs=1e-6)
     assert not np.allclose(expected("shades_of_gray"), expected("none"), atol=1e-4)
+
+    # a bundle asking for a correction this version does not know is refused, not misread
+    (bundle / "preprocessing.json").write_text(json.dumps({**prep, "colour_constancy": "retinex"}))
+    with pytest.raises(ResultsError, match=r"unknown colour_constancy 'retinex' \(this skinsearch"):
+        predict(bundle, [image_file])

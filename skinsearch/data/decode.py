@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,9 +83,8 @@ def load_image(
         rgb = img.convert("RGB")
         rgb.load()
     resized = [np.asarray(rgb.resize((s, s), RESAMPLE), dtype=np.uint8) for s in sizes]
-    if colour_constancy == "shades_of_gray":
-        return [shades_of_gray(a) for a in resized]
-    return resized
+    correct = COLOUR_CONSTANCY[colour_constancy]
+    return resized if correct is None else [correct(a) for a in resized]
 
 
 def shades_of_gray(image: np.ndarray, p: int = SHADES_OF_GRAY_P) -> np.ndarray:
@@ -102,6 +102,13 @@ def shades_of_gray(image: np.ndarray, p: int = SHADES_OF_GRAY_P) -> np.ndarray:
     gain = 1.0 / (np.maximum(light, 1e-6) * np.sqrt(3.0))  # a grey light: 1 on each channel
     out = np.clip(image.astype(np.float64) * gain, 0.0, 255.0)
     return np.rint(out).astype(np.uint8)
+
+
+#: ``data.colour_constancy`` -> the correction of one uint8 image (None: leave it as it is).
+COLOUR_CONSTANCY: dict[str, Callable[[np.ndarray], np.ndarray] | None] = {
+    "none": None,
+    "shades_of_gray": shades_of_gray,
+}
 
 
 def decode_count() -> int:
