@@ -51,14 +51,14 @@ def message(err: Any) -> str:
     }
     if kind in bounds:
         op, key = bounds[kind]
-        return f"must be {op} {_bound(ctx[key])}, got {got!r}"
+        return f"must be {op} {_bound(ctx[key])}, got {shown(got)}"
     if kind == "missing":
         return "required"
     if kind == "literal_error":
-        return f"must be one of {ctx['expected']}, got {got!r}"
+        return f"must be one of {ctx['expected']}, got {shown(got)}"
     for prefix, expected in _EXPECTED:
         if kind.startswith(prefix):
-            return f"must be {expected}, got {got!r}"
+            return f"must be {expected}, got {shown(got)}"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         return f"expected a mapping, got {kind_of(got)}"
     if kind == "value_error":
@@ -70,8 +70,20 @@ def kind_of(value: Any) -> str:
     """How a wrong value is named in a message: a mapping, a list, the text 'x'."""
     if value is None:
         return "nothing"
-    names: dict[type, str] = {dict: "a mapping", list: "a list", str: f"the text {value!r}"}
-    return names.get(type(value), repr(value))
+    names: dict[type, str] = {dict: "a mapping", list: "a list", str: f"the text {shown(value)}"}
+    return names.get(type(value), shown(value))
+
+
+MAX_SHOWN = 60  # characters of a value quoted in a message
+
+
+def shown(value: Any) -> str:
+    """``repr(value)``, cut to ``MAX_SHOWN`` characters: a message quotes a value, never a
+    whole document (a YAML alias can make one value megabytes long)."""
+    if isinstance(value, list | dict | tuple) and len(value) > MAX_SHOWN:
+        return f"{type(value).__name__} of {len(value)} items"
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 3] + "..."
 
 
 def _bound(value: Any) -> Any:

@@ -1,4 +1,6 @@
-"""YAML reading for search spaces: safe, strict about duplicate keys, and YAML 1.2 floats."""
+"""YAML reading for search spaces: safe, strict about duplicate keys, YAML 1.2 floats, and
+bounded: a document whose aliases expand past ``MAX_NODES`` nodes (a "billion laughs" file of a
+few hundred bytes) or that nests deeper than ``MAX_DEPTH`` is refused before it is built."""
 
 from __future__ import annotations
 
@@ -38,6 +40,53 @@ UniqueKeyLoader.add_implicit_resolver(
     ),
     list("-+0123456789."),
 )
+
+
+MAX_NODES = 100_000  # nodes after aliases are expanded; real search spaces have a few hundred
+MAX_DEPTH = 64  # levels of nesting; real search spaces have four or five
+
+
+class YamlTooLarge(ValueError):
+    """A YAML document past ``MAX_NODES`` or ``MAX_DEPTH``."""
+
+
+def load_yaml(text: str) -> Any:
+    """Parse one YAML document with ``UniqueKeyLoader``, refusing one that is too large.
+
+    Raises:
+        yaml.YAMLError: for text that is not YAML.
+        YamlTooLarge: for a document past the limits (aliases counted as often as used).
+    """
+    loader = UniqueKeyLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:  # PyYAML composes nested collections recursively
+            raise YamlTooLarge(f"is nested deeper than {MAX_DEPTH} levels") from None
+        if node is None:
+            return None
+        _check_size(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_size(root: yaml.Node) -> None:
+    # every use of an alias is counted: that is what building the document would cost
+    count, stack = 0, [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_NODES:
+            raise YamlTooLarge(
+                f"expands to more than {MAX_NODES:,} values (through aliases); write the values out"
+            )
+        if depth > MAX_DEPTH:
+            raise YamlTooLarge(f"is nested deeper than {MAX_DEPTH} levels")
+        if isinstance(node, yaml.SequenceNode):
+            stack += [(child, depth + 1) for child in node.value]
+        elif isinstance(node, yaml.MappingNode):
+            stack += [(part, depth + 1) for pair in node.value for part in pair]
 
 
 def error_location(exc: yaml.YAMLError) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -188,6 +189,7 @@ def run(
     space.check_space(spec, str(file))
     where = open_storage(storage, write=True)
     where.pull()  # the searches already there (a URI's), to name this one
+    gpus = _check_gpus(gpus, address)
     if resume:
         name, mlflow_uri, max_trials = resumable(where, name or spec.name, spec, file)
     else:
@@ -196,7 +198,7 @@ def run(
         storage=where,
         name=name,
         cpus=cpus,
-        gpus=_check_gpus(gpus, address),
+        gpus=gpus,
         address=address,
         mlflow_uri=mlflow_uri,
         max_trials=max_trials,
@@ -207,12 +209,24 @@ def run(
     outcome = run_search(spec, options, echo=click.echo)
     for line in summary_lines(spec, outcome):
         click.echo(line)
+    if outcome.failure:
+        click.echo(f"Error: {outcome.failure}", err=True)
+        sys.exit(1)
     if outcome.interrupted:
+        terminated = outcome.signal == signal.SIGTERM
         click.echo(
-            "Interrupted: finished trials are kept above; unfinished ones are marked KILLED in MLflow.",
+            f"Interrupted{' (SIGTERM)' if terminated else ''}: finished trials are kept above; "
+            "unfinished ones are marked KILLED in MLflow.",
             err=True,
         )
-        sys.exit(130)
+        sys.exit(128 + signal.SIGTERM if terminated else 130)
+    if outcome.produced_nothing:
+        click.echo(
+            f"Error: no trial of search {name} produced a result: all {len(outcome.trials)} "
+            "errored (the reasons are above); fix the cause and run again",
+            err=True,
+        )
+        sys.exit(1)
     if spec.confirm is not None and not no_confirm:
         click.echo("")
         plan = ConfirmPlan.from_spec(spec)
@@ -332,9 +346,11 @@ def best(
     each seed, print mean ± std of every metric, and choose the winner on the mean; --export
     then writes the winner's run closest to that mean. A search confirmed before (by --confirm
     or its file's confirm: block) shows that confirmed winner when asked for the same metric."""
+    from skinsearch.bundle import check_export_dir
     from skinsearch.confirm import ConfirmPlan, confirm_search, recall, show_and_export
-    from skinsearch.results import check_export_dir, show_best
+    from skinsearch.results import show_best
     from skinsearch.searches import open_search
+    from skinsearch.storage import open_storage
     from skinsearch.tuner import RunOptions
 
     mode = mode or ("min" if metric.endswith("_loss") else "max")
@@ -347,7 +363,8 @@ def best(
         )
     if export_dir is not None:
         export_dir = export_dir.expanduser().resolve()
-        check_export_dir(export_dir, force)  # before any work
+        # before any work; never into the results (a URI's: its local mirror)
+        check_export_dir(export_dir, force, open_storage(storage, write=False).folder)
     where, experiment_dir = open_search(storage, name, models=export_dir is not None)
     if confirm_k is not None:
         plan = ConfirmPlan(confirm_k, seeds, metric, mode, folds)
@@ -373,7 +390,7 @@ def best(
 @_user_errors
 def predict(bundle: Path, images: tuple[Path, ...]) -> None:
     """Classify IMAGES with an exported BUNDLE: the class and its probability for each."""
-    from skinsearch.results import predict as run_predict
+    from skinsearch.bundle import predict as run_predict
 
     for p in run_predict(bundle, list(images)):
         click.echo(f"{p.image}\t{p.label}\t{p.probability:.3f}")

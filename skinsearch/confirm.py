@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from skinsearch import space
+from skinsearch._files import write_atomic
 from skinsearch.errors import Interrupted, ResultsError
 from skinsearch.searches import load_search
 from skinsearch.spec import SchedulerSpec, SearchSpec
@@ -194,7 +195,7 @@ def save_confirmation(experiment_dir: Path, result: Confirmation) -> Path:
         "representative": result.representative[0].name,
     }
     path = experiment_dir / CONFIRMATION_FILE
-    path.write_text(json.dumps(doc, indent=1))
+    write_atomic(path, json.dumps(doc, indent=1))
     return path
 
 
@@ -217,8 +218,9 @@ def show_and_export(
 ) -> None:
     """Print the candidates and the winner, and export the winner's run closest to its mean
     to ``export_dir`` (its ``config.yaml`` records the protocol)."""
+    from skinsearch.bundle import export_bundle
     from skinsearch.checkpoints import best_checkpoint
-    from skinsearch.results import BestTrial, TrialScore, export_bundle
+    from skinsearch.results import BestTrial, TrialScore
 
     plan = result.plan
     metric, mode = plan.metric, plan.mode

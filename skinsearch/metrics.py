@@ -8,11 +8,39 @@ check every figure against scikit-learn.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy.stats import rankdata
+
+
+def class_key(name: str) -> str:
+    """How a class is named in metric keys (``val_recall_<key>``), which MLflow restricts:
+    letters, digits, '_', '-' and '.' are kept, each run of anything else (spaces, brackets,
+    '+', '&', quotes, a newline) becomes one '_', and '_' at either end is dropped. So
+    "nevus (benign)" is ``val_recall_nevus_benign``."""
+    return re.sub(r"[^\w.-]+", "_", name).strip("_") or "_"
+
+
+def class_keys(class_names: list[str]) -> dict[str, str]:
+    """``class_key`` of every class, checked to be distinct.
+
+    Raises:
+        ValueError: naming two classes whose keys would be the same.
+    """
+    keys: dict[str, str] = {}
+    for name in class_names:
+        key = class_key(name)
+        if key in keys.values():
+            other = next(n for n, k in keys.items() if k == key)
+            raise ValueError(
+                f"classes {other!r} and {name!r} would both be reported as val_recall_{key}; "
+                "rename one of the two folders"
+            )
+        keys[name] = key
+    return keys
 
 
 @dataclass(frozen=True)
@@ -31,7 +59,7 @@ class Evaluation:
     support: list[int]
 
     def metrics(self, prefix: str = "val_") -> dict[str, float]:
-        """Flat metrics for reporting: ``val_acc`` ... and ``val_recall_<class>``."""
+        """Flat metrics for reporting: ``val_acc`` ... and ``val_recall_<class_key(class)>``."""
         out = {
             f"{prefix}acc": self.acc,
             f"{prefix}balanced_acc": self.balanced_acc,
@@ -39,7 +67,10 @@ class Evaluation:
             f"{prefix}auc": self.auc,
         }
         out.update(
-            {f"{prefix}recall_{n}": r for n, r in zip(self.class_names, self.recall, strict=True)}
+            {
+                f"{prefix}recall_{class_key(n)}": r
+                for n, r in zip(self.class_names, self.recall, strict=True)
+            }
         )
         return out
 

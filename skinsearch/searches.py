@@ -7,12 +7,17 @@ the checkpoint, with the search's name, classes, planned trials, storage and tra
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from skinsearch._files import write_atomic
+from skinsearch._yaml import YamlTooLarge, load_yaml
 from skinsearch.errors import ResultsError, SkinsearchError
 from skinsearch.spec import SearchSpec, parse_spec
 from skinsearch.storage import SEARCH_FILE, Storage, open_storage
@@ -41,15 +46,61 @@ def save_search_file(
         "confirms": confirms,  # a confirmation's: the search it confirms
     }
     path = folder / SEARCH_FILE
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    write_atomic(path, yaml.safe_dump(doc, sort_keys=False))
     return path
 
 
 def load_search(experiment_dir: Path) -> tuple[dict[str, Any], SearchSpec]:
-    """A search's ``search.yaml`` (name, classes, trial count, tracking URI) and its spec."""
+    """A search's ``search.yaml`` (name, classes, trial count, tracking URI) and its spec.
+
+    Raises:
+        ResultsError: one line naming the file, when it is missing, empty or not a search's.
+    """
     path = experiment_dir / SEARCH_FILE
-    saved = yaml.safe_load(path.read_text())
-    return saved, parse_spec(saved["spec"], str(path))
+    saved, problem = _read_search_file(path)
+    if saved is None:
+        raise ResultsError(
+            f"{path}: {problem}, so search {experiment_dir.name!r} cannot be read; restore "
+            "the file from a backup, or choose another search with --name"
+        )
+    try:
+        return saved, parse_spec(saved["spec"], str(path))
+    except SkinsearchError as exc:
+        raise ResultsError(
+            f"{exc.problems[0]} (a search.yaml this version cannot read; restore the file or "
+            "choose another search with --name)"
+        ) from None
+
+
+def _read_search_file(path: Path) -> tuple[dict[str, Any] | None, str]:
+    # the document, or None and what is wrong with it
+    try:
+        saved = load_yaml(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, "no such file"
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, YamlTooLarge) as exc:
+        return None, f"not readable YAML ({exc.__class__.__name__})"
+    if not isinstance(saved, dict):
+        return None, "empty" if saved is None else "not a mapping"
+    missing = [k for k in ("spec", "search") if not saved.get(k)]
+    if missing or not isinstance(saved["spec"], dict):
+        return None, f"has no {missing[0] if missing else 'spec mapping'}"
+    return saved, ""
+
+
+def _searches(storage: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Every readable search under ``storage``, oldest first, with its ``search.yaml``; each
+    broken one is skipped with a warning that names it."""
+    found = []
+    for path in sorted(storage.glob(f"*/{SEARCH_FILE}"), key=lambda p: p.stat().st_mtime):
+        saved, problem = _read_search_file(path)
+        if saved is None:
+            warnings.warn(
+                f"skipped search {path.parent.name}: its {path} is {problem}", stacklevel=2
+            )
+            continue
+        found.append((path.parent, saved))
+    return found
 
 
 def open_search(storage: str, name: str | None, models: bool) -> tuple[Storage, Path]:
@@ -68,6 +119,7 @@ def find_search(storage: Path, name: str | None, shown: str | None = None) -> Pa
     ``storage`` is)."""
     shown = shown or str(storage)
     if name is not None:
+        check_name(name)
         folder = storage / name
         if not (folder / SEARCH_FILE).exists():
             known = ", ".join(p.parent.name for p in sorted(storage.glob(f"*/{SEARCH_FILE}")))
@@ -75,32 +127,44 @@ def find_search(storage: Path, name: str | None, shown: str | None = None) -> Pa
                 f"no search named {name!r} under {shown} (searches there: {known or 'none'})"
             )
         return folder
-    found = sorted(
-        (p for p in storage.glob(f"*/{SEARCH_FILE}") if not _confirms(p)),
-        key=lambda p: p.stat().st_mtime,
-    )
+    # a confirmation (`best --confirm`, `confirm:`) is shown through the search it confirms
+    found = [folder for folder, saved in _searches(storage) if not saved.get("confirms")]
     if not found:
         raise ResultsError(
             f"no search under {shown}; run `skinsearch run FILE` first or pass --storage"
         )
-    return found[-1].parent
+    return found[-1]
 
 
 def new_search_name(storage: Storage, name: str, explicit: bool) -> str:
-    """``name``, or when a search has it (and it was not given explicitly) ``name-2``, ``-3``..."""
+    """Claim a folder for a new search: ``name``, or when a search has it (and it was not given
+    explicitly) ``name-2``, ``-3``... Each folder is made with one ``mkdir`` that fails when it
+    exists, so searches started at the same moment never share one.
+
+    Raises:
+        SkinsearchError: for a name that is not a plain folder name, or an explicit one taken.
+    """
     check_name(name)
     # a URI's searches are in its mirror (pulled before): any name there is taken
     folder = storage.folder
-    if not (folder / name).exists():
-        return name
-    if explicit:
-        raise SkinsearchError(
-            f"--name: a search named {name!r} already exists under {storage}; choose another name"
-        )
-    n = 2
-    while (folder / f"{name}-{n}").exists():
-        n += 1
-    return f"{name}-{n}"
+    folder.mkdir(parents=True, exist_ok=True)
+    numbered = (f"{name}-{n}" for n in itertools.count(2))
+    for candidate in [name] if explicit else itertools.chain([name], numbered):
+        try:
+            (folder / candidate).mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise SkinsearchError(
+        f"--name: a search named {name!r} already exists under {storage}; choose another name"
+    )
+
+
+def release_search_name(storage: Storage, name: str) -> None:
+    """Give back a folder ``new_search_name`` claimed, when the search stopped before writing
+    anything in it (bad data, an unusable tracking store): nothing else is ever removed."""
+    with contextlib.suppress(OSError):  # not empty: the search left results there
+        (storage.folder / name).rmdir()
 
 
 def unfinished_confirmation(storage: Storage, name: str) -> str | None:
@@ -108,11 +172,8 @@ def unfinished_confirmation(storage: Storage, name: str) -> str | None:
     search with no saved confirmation, the one a Ctrl-C left unfinished; None when there is none."""
     found = None
     for candidate in _numbered(f"{name}-confirm"):
-        search_file = storage.folder / candidate / SEARCH_FILE
-        if (
-            search_file.is_file()
-            and yaml.safe_load(search_file.read_text()).get("confirms") == name
-        ):
+        saved, _ = _read_search_file(storage.folder / candidate / SEARCH_FILE)
+        if saved is not None and saved.get("confirms") == name:
             found = candidate
     return found
 
@@ -144,11 +205,6 @@ def resumable(
 def _numbered(name: str) -> list[str]:
     # the names new_search_name gives searches started from the same name, oldest first
     return [name] + [f"{name}-{n}" for n in range(2, 1000)]
-
-
-def _confirms(search_file: Path) -> bool:
-    # a confirmation (`best --confirm`, `confirm:`) is shown through the search it confirms
-    return bool(yaml.safe_load(search_file.read_text()).get("confirms"))
 
 
 def check_name(name: str) -> None:

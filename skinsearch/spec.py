@@ -15,8 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from skinsearch._messages import format_error, kind_of, message, short_number
-from skinsearch._yaml import UniqueKeyLoader, error_location, error_problem
+from skinsearch._messages import format_error, kind_of, message, short_number, shown
+from skinsearch._yaml import YamlTooLarge, error_location, error_problem, load_yaml
 from skinsearch.errors import SpecError
 from skinsearch.hparams import COMMON_HPARAMS, DISCRETE_ONLY, HParams
 from skinsearch.models import model_hparams, model_names
@@ -53,7 +53,7 @@ class DataSpec(BaseModel):
     def _known_builtin(cls, path: str) -> str:
         if path.startswith(BUILTIN_PREFIX) and path[len(BUILTIN_PREFIX) :] not in BUILTIN_DATASETS:
             valid = ", ".join(BUILTIN_PREFIX + n for n in BUILTIN_DATASETS)
-            raise ValueError(f"unknown built-in data set {path!r} (valid: {valid})")
+            raise ValueError(f"unknown built-in data set {shown(path)} (valid: {valid})")
         return path
 
     @property
@@ -88,9 +88,9 @@ class TrainSpec(BaseModel):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, metric: str) -> str:
-        if metric not in METRICS and not re.fullmatch(r"val_recall_\w+", metric):
+        if metric not in METRICS and not re.fullmatch(r"val_recall_[\w.-]+", metric):
             raise ValueError(
-                f"unknown metric {metric!r} (valid: {', '.join(METRICS)}, val_recall_<class>)"
+                f"unknown metric {shown(metric)} (valid: {', '.join(METRICS)}, val_recall_<class>)"
             )
         return metric
 
@@ -111,7 +111,7 @@ class SamplerSpec(BaseModel):
     # random: num_samples draws, grid values drawn like choices; tpe: num_samples through Optuna
     sampler: Literal["grid", "random", "tpe"] = "grid"
     num_samples: int = Field(1, ge=1, le=100_000)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy's and torch's seeds are 32-bit
 
 
 class SchedulerSpec(BaseModel):
@@ -206,7 +206,7 @@ class SearchSpec(BaseModel):
     @classmethod
     def _registered(cls, model: str) -> str:
         if model not in model_names():
-            raise ValueError(f"unknown model {model!r} (valid: {', '.join(model_names())})")
+            raise ValueError(f"unknown model {shown(model)} (valid: {', '.join(model_names())})")
         return model
 
     def to_yaml_dict(self) -> dict[str, Any]:
@@ -238,11 +238,13 @@ def load_spec(path: str | Path) -> SearchSpec:
 def loads_spec(text: str, source: str = "<spec>") -> SearchSpec:
     """Validate a search space given as YAML text (see ``load_spec``)."""
     try:
-        raw = yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader subclass: safe
+        raw = load_yaml(text)  # a SafeLoader subclass: safe
     except yaml.YAMLError as exc:
         raise SpecError(
             f"{source}:{error_location(exc)} invalid YAML: {error_problem(exc)}"
         ) from None
+    except YamlTooLarge as exc:
+        raise SpecError(f"{source}: refused: the YAML {exc}") from None
     return parse_spec(raw, source=source)
 
 
@@ -252,7 +254,11 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SearchSpec:
         raise SpecError(
             f"{source}: expected a mapping of sections (name, model, data, ...), got {kind_of(raw)}"
         )
-    problems: list[str] = []
+    problems: list[str] = [
+        f"{where}: must be a finite number, got {value}" for where, value in _non_finite(raw)
+    ]
+    if problems:  # before pydantic, which would name them less plainly (or take them)
+        raise SpecError(*(f"{source}: {p}" for p in problems))
     raw_params = raw.get("params", {})
     try:
         spec = SearchSpec.model_validate({**raw, "params": {}})
@@ -269,6 +275,21 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SearchSpec:
         raise SpecError(*(f"{source}: {p}" for p in problems))
     assert spec is not None
     return spec.model_copy(update={"params": params})
+
+
+def _non_finite(value: Any, where: str = "") -> list[tuple[str, float]]:
+    # every .inf and .nan in the document, with its YAML path
+    if isinstance(value, float) and not math.isfinite(value):
+        return [(where or "(top level)", value)]
+    if isinstance(value, dict):
+        return [
+            found
+            for k, v in value.items()
+            for found in _non_finite(v, f"{where}.{k}" if where else str(k))
+        ]
+    if isinstance(value, list):
+        return [found for i, v in enumerate(value) for found in _non_finite(v, f"{where}[{i}]")]
+    return []
 
 
 # -- hyperparameters ---------------------------------------------------------------------------
@@ -349,11 +370,11 @@ def _parse_range(name: str, kind: str, body: Any, where: str, problems: list[str
         problems.append(f"{where}: {name} is an integer; use randint, grid or choice")
         return None
     if not (isinstance(body, list) and len(body) == 2 and all(_is_number(b) for b in body)):
-        problems.append(f"{where}: must be [low, high], two numbers, got {body!r}")
+        problems.append(f"{where}: must be [low, high], two numbers, got {shown(body)}")
         return None
     low, high = body
     if kind == "randint" and not all(isinstance(b, int) for b in body):
-        problems.append(f"{where}: bounds must be integers, got {body!r}")
+        problems.append(f"{where}: bounds must be integers, got {shown(body)}")
         return None
     if low >= high:
         problems.append(f"{where}: low must be < high, got [{low}, {high}]")

@@ -7,6 +7,7 @@ artifacts of its best epoch. ``finish`` ends every run it opened, however the se
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import math
@@ -62,6 +63,31 @@ def check_tracking_uri(uri: str) -> None:
         ) from None
 
 
+def mlflow_client(uri: str) -> Any:
+    """An ``MlflowClient`` for ``uri``. A SQLite store is created (or migrated) by the client's
+    constructor; two processes doing that at once break the file for good (MLflow's schema
+    migration is not safe to race), so here it happens under a lock file beside the database,
+    and searches started at the same moment on a new storage take turns."""
+    from mlflow.tracking import MlflowClient
+
+    path = sqlite_path(uri)
+    if path is None:
+        return MlflowClient(tracking_uri=uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.with_name(path.name + ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return MlflowClient(tracking_uri=uri)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI; None for any other URI."""
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
+
+
 def default_tracking_uri(storage: Path) -> str:
     """The SQLite store under the storage folder (absolute, so trials and tools agree)."""
     return f"sqlite:///{(storage / 'mlflow.db').resolve()}"
@@ -104,15 +130,13 @@ class SearchTracker:
         mode: str,
         artifact_root: Path | None = None,
     ) -> None:
-        from mlflow.tracking import MlflowClient
-
         # MLflow's HTTP client retries a refused connection for minutes per call; ``_io``
         # retries skinsearch's calls itself and keeps going
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         # and urllib3 would log each of those retries; one warning from ``_io`` says it instead
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.client = mlflow_client(tracking_uri)
         self.tracking_uri, self.search, self.metric = tracking_uri, search, metric
         self.mode, self.sign = mode, (1.0 if mode == "max" else -1.0)
         self.experiment_id = self._experiment(experiment, artifact_root)

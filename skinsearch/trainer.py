@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from skinsearch._files import write_atomic
 from skinsearch.data.augment import augment_batch, build_augment
 from skinsearch.data.batch_augment import BatchAugment
 from skinsearch.data.decode import DecodedData
@@ -159,7 +160,7 @@ class Trainer:
             "class_names": self.data.class_names,
             "preprocessing": self.data.preprocessing,
         }
-        (folder / STATE_FILE).write_text(json.dumps(_finite(state), indent=1))
+        write_atomic(folder / STATE_FILE, json.dumps(_finite(state), indent=1))
 
     def load(self, folder: str | Path) -> dict[str, float]:
         """Resume from a checkpoint written by ``save``; returns that epoch's metrics."""

@@ -26,8 +26,9 @@ from skinsearch.data import decode_dataset, scan_dataset
 from skinsearch.data.decode import fold_splits
 from skinsearch.data.synthetic import synthetic_root
 from skinsearch.errors import DataError, SkinsearchError
+from skinsearch.metrics import class_keys
 from skinsearch.searchers import scheduler, search_alg, tpe_trials, trial_configs
-from skinsearch.searches import save_search_file
+from skinsearch.searches import release_search_name, save_search_file
 from skinsearch.spec import SearchSpec
 from skinsearch.storage import Storage, basename
 from skinsearch.tracking import (
@@ -71,6 +72,13 @@ class SearchOutcome:
     interrupted: bool = False
     planned: int = 0  # trials the search meant to run
     unlogged: list[str] = field(default_factory=list)  # MLflow calls that failed for good
+    signal: int = 0  # the signal that stopped it (SIGINT, SIGTERM), if one did
+    failure: str = ""  # why the search stopped itself before the end (a full disk), if it did
+
+    @property
+    def produced_nothing(self) -> bool:
+        """Every trial that ran ended without a single epoch's result (errored at once)."""
+        return bool(self.trials) and not any(t.best for t in self.trials.values())
 
 
 def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> SearchOutcome:
@@ -79,6 +87,15 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
     Raises:
         SkinsearchError: for data, resources or tracking that cannot be used (before any trial).
     """
+    try:
+        return _run_search(spec, options, echo)
+    except BaseException:
+        if not options.resume:  # a new search's folder, if it stopped before writing into it
+            release_search_name(options.storage, options.name)
+        raise
+
+
+def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutcome:
     if options.address is not None:
         check_address(options.address)
     configs = trial_configs(spec, options.configs, options.max_trials)
@@ -118,10 +135,15 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
         )
     }
     del decoded
+    sigterm_before = signal.getsignal(signal.SIGTERM)
     with _sigint_held() as held:
         start_ray(options.address, options.cpus, options.gpus, spec, echo, options.dashboard_host)
+    # ray.init makes SIGTERM exit the driver mid-step (an abort, no summary); a scheduler's or
+    # `docker stop`'s SIGTERM stops the search like a Ctrl-C instead
+    replaced = _sigterm_as_ctrl_c(outcome)
     try:
         if held:
+            outcome.signal = held[0]
             raise KeyboardInterrupt
         refs = {key: ray.put(d) for key, d in datasets.items()}
         stored = sum(d.nbytes for d in datasets.values()) / 2**20
@@ -183,22 +205,46 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
             _mirror(options, echo)
         finally:
             signal.signal(signal.SIGINT, previous)
+            if replaced is not None and sigterm_before is not None:
+                signal.signal(signal.SIGTERM, sigterm_before)
     return outcome
 
 
 @contextlib.contextmanager
 def _sigint_held() -> Iterator[list[int]]:
-    """Hold off Ctrl-C until the block ends and yield whether one came: a KeyboardInterrupt
-    raised inside ``ray.init`` can be lost there, and the search would start regardless."""
+    """Hold off Ctrl-C and SIGTERM until the block ends and yield which came: a
+    KeyboardInterrupt raised inside ``ray.init`` can be lost there, and the search would start
+    regardless."""
     received: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield received  # only the main thread receives signals
         return
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: received.append(signum))
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         yield received
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _sigterm_as_ctrl_c(outcome: SearchOutcome) -> Any:
+    """Make SIGTERM do what Ctrl-C does (Tune's handler while it runs, else KeyboardInterrupt),
+    noting it in ``outcome``; returns the handler it replaced (None off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def as_ctrl_c(signum: int, frame: Any) -> None:
+        outcome.signal = outcome.signal or signum
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler) and handler is not signal.default_int_handler:
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, as_ctrl_c)
 
 
 @contextlib.contextmanager
@@ -237,10 +283,15 @@ def _data_root(spec: SearchSpec) -> Path:
 
 
 def _check_metric(spec: SearchSpec, class_names: list[str]) -> None:
+    try:
+        keys = class_keys(class_names)
+    except ValueError as exc:
+        raise DataError(f"data: {exc}") from None
     metric = spec.train.metric
-    if metric.startswith("val_recall_") and metric[len("val_recall_") :] not in class_names:
+    if metric.startswith("val_recall_") and metric[len("val_recall_") :] not in keys.values():
         raise DataError(
-            f"train.metric: {metric} names no class of the data (classes: {', '.join(class_names)})"
+            f"train.metric: {metric} names no class of the data (classes: "
+            f"{', '.join(keys.values())})"
         )
 
 

@@ -105,7 +105,8 @@ def make_data(case: str, root: Path) -> Path:
     if case == "every image corrupt":
         for name in ("a", "b"):
             (root / name).mkdir(parents=True)
-            (root / name / "1.jpg").write_bytes(b"not a jpeg")
+            for i in (1, 2):
+                (root / name / f"{i}.jpg").write_bytes(b"not a jpeg")
         return root
     assert case == "val classes not in train"
     data = write_image_folder(root, ["blue_grey", "small_pink"], train=3, val=2)
@@ -119,8 +120,8 @@ DATA_CASES = {
     "data folder empty": "data: {data} has no class folders (expected {data}/<class>/<image>)",
     "class folder without images": "data: class folder {data}/train/small_pink has no images "
     "(.jpg, .jpeg, .png, .bmp, .webp); add images or remove the folder",
-    "every image corrupt": "data: none of the 2 images under {data} could be read (first: "
-    "{data}/a/1.jpg); check that they are JPEG, PNG, BMP or WebP files",
+    "every image corrupt": "data: none of the 4 images under {data} could be read (first: "
+    "{data}/a/2.jpg); check that they are JPEG, PNG, BMP or WebP files",
     "val classes not in train": "data: {data}/val has classes that train/ lacks: ragged (add "
     "them to train/ or remove them from val/)",
 }

@@ -169,7 +169,7 @@ def test_a_taken_default_name_is_numbered_and_a_taken_explicit_name_is_an_error(
 
     storage = Storage(tmp_path)
     assert _search_name(storage, "quick", explicit=False) == "quick"
-    (tmp_path / "quick").mkdir()
+    assert (tmp_path / "quick").is_dir()  # claimed: a search started next cannot take it too
     (tmp_path / "quick-2").mkdir()
     assert _search_name(storage, "quick", explicit=False) == "quick-3"
     with pytest.raises(SkinsearchError, match="a search named 'quick' already exists"):

@@ -23,7 +23,7 @@ from skinsearch.data.decode import (
 from skinsearch.errors import ResultsError
 from skinsearch.hparams import HParams
 from skinsearch.models import build_model
-from skinsearch.results import predict
+from skinsearch.bundle import predict
 from skinsearch.spec import DataSpec
 
 
@@ -92,6 +92,7 @@ def test_predict_corrects_images_as_the_search_did(tmp_path: Path) -> None:
     torch.save(model.state_dict(), bundle / "model_state.pt")
     config = {"model": "mlp", "hparams": hp.model_dump(mode="json"), "class_names": list("abc")}
     (bundle / "config.yaml").write_text(yaml.safe_dump(config))
+    (bundle / "classes.json").write_text(json.dumps(config["class_names"]))
     prep = {"resize": [16, 16], "mean": [0.5] * 3, "std": [0.25] * 3}
 
     def expected(colour_constancy: str) -> np.ndarray:

@@ -79,9 +79,10 @@ def test_a_class_with_only_corrupt_files_is_an_error(tmp_path: Path) -> None:
 
 def test_every_image_corrupt_is_an_error(tmp_path: Path) -> None:
     for split in ("train", "val"):
-        (tmp_path / split / "a").mkdir(parents=True)
-        (tmp_path / split / "a" / "x.png").write_bytes(b"junk")
-    with pytest.raises(DataError, match=r"none of the 2 images .* could be read"):
+        for name in ("a", "b"):
+            (tmp_path / split / name).mkdir(parents=True)
+            (tmp_path / split / name / "x.png").write_bytes(b"junk")
+    with pytest.raises(DataError, match=r"none of the 4 images .* could be read"):
         decode_dataset(scan_dataset(tmp_path), [16])
 
 

@@ -11,6 +11,8 @@ from skinsearch.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 DEFAULT_VAL_FRACTION = 0.2
+TRAIN_FOLDER = "train"
+VAL_FOLDERS = ("val", "valid", "validation")  # the names people give a split's val folder
 
 
 @dataclass(frozen=True)
@@ -29,37 +31,46 @@ def scan_dataset(
 ) -> DatasetFiles:
     """Find a data set's images.
 
-    ``root`` holds either ``train/`` and ``val/`` folders of class folders, or class folders
-    directly, of which a seeded, stratified ``val_fraction`` (default 0.2) becomes val.
+    ``root`` holds either ``train/`` and ``val/`` (or ``valid/``, ``validation/``) folders of
+    class folders, or class folders directly, of which a seeded, stratified ``val_fraction``
+    (default 0.2) becomes val.
 
     Raises:
-        DataError: for a missing or empty folder, a class without images, or val classes that
-            train lacks.
+        DataError: for a missing or empty folder, half a split layout, a single class, a class
+            without images or too small to split, or val classes that train lacks.
     """
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise DataError(
             f"data.path: {root} is not a folder (point data.path or --data at a folder of class folders)"
         )
-    if (root / "train").is_dir() and (root / "val").is_dir():
+    splits = _split_folders(root)
+    if splits is not None:
+        train_dir, val_dir = splits
         if val_fraction is not None:
             raise DataError(
-                f"data.val_fraction: {root} has its own val/ folder; remove val_fraction"
+                f"data.val_fraction: {root} has its own {val_dir.name}/ folder; remove val_fraction"
             )
-        train_classes = _class_files(root / "train")
-        val_classes = _class_files(root / "val")
+        train_classes = _class_files(train_dir)
+        val_classes = _class_files(val_dir, need_two=False)
         extra = sorted(set(val_classes) - set(train_classes))
         if extra:
             raise DataError(
-                f"data: {root / 'val'} has classes that train/ lacks: {', '.join(extra)} "
+                f"data: {val_dir} has classes that train/ lacks: {', '.join(extra)} "
                 "(add them to train/ or remove them from val/)"
             )
         names = sorted(train_classes)
         index = {name: i for i, name in enumerate(names)}
         train = [(f, index[c]) for c in names for f in train_classes[c]]
         val = [(f, index[c]) for c in sorted(val_classes) for f in val_classes[c]]
-        return DatasetFiles(root, names, train, val, "train/ and val/ folders")
+        return DatasetFiles(root, names, train, val, f"train/ and {val_dir.name}/ folders")
     classes = _class_files(root)
+    small = [c for c, files in sorted(classes.items()) if len(files) < 2]
+    if small:
+        raise DataError(
+            f"data: class folder {root / small[0]} has 1 image, too few to split into train and "
+            "val (add images, or give train/ and val/ folders)"
+        )
     fraction = DEFAULT_VAL_FRACTION if val_fraction is None else val_fraction
     names = sorted(classes)
     train, val = _stratified_split([classes[c] for c in names], fraction, seed)
@@ -68,10 +79,42 @@ def scan_dataset(
     )
 
 
-def _class_files(folder: Path) -> dict[str, list[Path]]:
+def _split_folders(root: Path) -> tuple[Path, Path] | None:
+    """``train/`` and the val folder (``val/``, ``valid/`` or ``validation/``) of a split data
+    set, or None for a folder of class folders.
+
+    Raises:
+        DataError: for half a split layout (train/ without val/, or val/ without train/).
+    """
+    vals = [root / n for n in VAL_FOLDERS if (root / n).is_dir()]
+    train = root / TRAIN_FOLDER
+    if len(vals) > 1:
+        raise DataError(
+            f"data: {root} has both {vals[0].name}/ and {vals[1].name}/; keep one val folder"
+        )
+    if train.is_dir() and vals:
+        return train, vals[0]
+    if train.is_dir():
+        raise DataError(
+            f"data: {root} has train/ but no val/ (or validation/); add val/ with the same class "
+            "folders, or put the class folders at the top level to hold out data.val_fraction"
+        )
+    if vals:
+        raise DataError(
+            f"data: {root} has {vals[0].name}/ but no train/; add train/ with the class folders"
+        )
+    return None
+
+
+def _class_files(folder: Path, need_two: bool = True) -> dict[str, list[Path]]:
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise DataError(f"data: {folder} has no class folders (expected {folder}/<class>/<image>)")
+    if need_two and len(class_dirs) == 1:
+        raise DataError(
+            f"data: {folder} has one class folder ({class_dirs[0].name}); a classifier needs two "
+            "or more (one folder per class)"
+        )
     classes = {}
     for class_dir in class_dirs:
         files = sorted(
