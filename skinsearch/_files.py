@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import shutil
 import signal
 import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from skinsearch.errors import SkinsearchError
 
 #: errno -> how a write that failed for lack of room or rights is described
 WRITE_FAILURES = {
@@ -87,3 +92,88 @@ def signals_held() -> Iterator[None]:
             signal.signal(sig, handler)
         if received:
             os.kill(os.getpid(), received[0])
+
+
+#: the least free space (MiB) a search keeps on its storage; SKINSEARCH_MIN_FREE_MIB overrides it
+MIN_FREE_MIB = 256.0
+CHECK_EVERY_S = 1.0
+
+
+@dataclass
+class SpaceGuard:
+    """Watches the free space of a local storage while a search writes to it.
+
+    A search stops itself (as Ctrl-C would, so ``--resume`` carries it on) before the disk is
+    full: when less is free than a reserve of ``max(floor, 2 x (running trials + 1) x the
+    largest checkpoint so far)``, or as soon as any write failed for lack of space or rights.
+    Stopping early is what keeps every file whole: Tune rewrites its own state files in place,
+    and a write that fails half-way would leave them truncated.
+    """
+
+    folder: Path
+    floor_mib: float = field(default_factory=lambda: _env_mib("SKINSEARCH_MIN_FREE_MIB"))
+    largest_checkpoint_mib: float = 0.0
+    reason: str = ""  # why the search must stop; empty while it may go on
+    _checked_at: float = 0.0
+
+    def reserve_mib(self, running: int) -> float:
+        """The free space below which the search stops."""
+        return max(self.floor_mib, 2.0 * (running + 1) * self.largest_checkpoint_mib)
+
+    def preflight(self) -> str:
+        """A reason not to start at all (less than the floor free), or an empty string."""
+        free = free_mib(self.folder)
+        if free >= self.floor_mib:
+            return ""
+        return (
+            f"--storage: {self.folder} has {free:.0f} MiB free, less than the "
+            f"{self.floor_mib:.0f} MiB a search keeps in reserve; free some space or choose "
+            "another --storage (SKINSEARCH_MIN_FREE_MIB sets the reserve)"
+        )
+
+    def check(self, running: int) -> str:
+        """Look at the free space (at most every ``CHECK_EVERY_S``); returns ``reason``."""
+        if self.reason or time.monotonic() - self._checked_at < CHECK_EVERY_S:
+            return self.reason
+        self._checked_at = time.monotonic()
+        free, reserve = free_mib(self.folder), self.reserve_mib(running)
+        if free < reserve:
+            self.reason = (
+                f"the search stopped itself: {self.folder} has {free:.0f} MiB free, less than "
+                f"the {reserve:.0f} MiB it keeps in reserve (SKINSEARCH_MIN_FREE_MIB sets the "
+                "floor)"
+            )
+        return self.reason
+
+    def failed_write(self, error: str) -> str:
+        """Note an error text; a failed write (``write_failure_in``) stops the search."""
+        what = write_failure_in(error)
+        if what and not self.reason:
+            self.reason = (
+                f"the search stopped itself: a write to {self.folder} failed ({what}; "
+                f"{free_mib(self.folder):.0f} MiB free)"
+            )
+        return self.reason
+
+    def saw_checkpoint(self, folder: Path) -> None:
+        """Note a checkpoint's size: the reserve grows with the largest."""
+        try:
+            size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
+        except OSError:
+            return
+        self.largest_checkpoint_mib = max(self.largest_checkpoint_mib, size)
+
+
+def _env_mib(name: str) -> float:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return MIN_FREE_MIB
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise SkinsearchError(
+            f"{name}={text}: must be a number of MiB >= 0 (default {MIN_FREE_MIB:g})"
+        )
+    return value

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from skinsearch import space
+from skinsearch._files import SpaceGuard, write_failure_in
 from skinsearch.tracking import SearchTracker
 from skinsearch.trials import logged_metrics
 
@@ -66,6 +69,46 @@ def _error_text(trial: Any) -> str:
         text = ""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1].strip() if lines else "unknown error"
+
+
+def space_callback(guard: SpaceGuard, tracker: SearchTracker) -> Any:
+    """A Tune callback that stops the search, as Ctrl-C would (so ``--resume`` carries it on),
+    once ``guard`` says the storage is nearly full or a write to it failed: in a trial, in
+    Tune's own files or in MLflow's SQLite store beside them."""
+    from ray.tune import Callback
+
+    class SpaceCallback(Callback):
+        def __init__(self) -> None:
+            self.stopping = False
+
+        def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
+            failed = next((u for u in list(tracker.unlogged) if write_failure_in(u)), None)
+            if failed is not None:
+                guard.failed_write(failed)
+            self._stop_if(guard.check(sum(t.status == "RUNNING" for t in trials)))
+
+        def on_checkpoint(
+            self, iteration: int, trials: list[Any], trial: Any, checkpoint: Any, **info: Any
+        ) -> None:
+            guard.saw_checkpoint(Path(checkpoint.path))
+
+        def on_trial_recover(
+            self, iteration: int, trials: list[Any], trial: Any, **info: Any
+        ) -> None:
+            self._stop_if(guard.failed_write(_error_text(trial)))
+
+        def on_trial_error(
+            self, iteration: int, trials: list[Any], trial: Any, **info: Any
+        ) -> None:
+            self._stop_if(guard.failed_write(_error_text(trial)))
+
+        def _stop_if(self, reason: str) -> None:
+            if reason and not self.stopping:
+                self.stopping = True
+                # Tune's own Ctrl-C handling: trials stop and its state keeps them unfinished
+                os.kill(os.getpid(), signal.SIGINT)
+
+    return SpaceCallback()
 
 
 def resume_callback(echo: Callable[[str], None]) -> Any:

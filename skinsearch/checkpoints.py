@@ -19,12 +19,15 @@ Checkpoint = tuple[Path, dict[str, Any]]  # folder, its state.json
 
 
 def kept_checkpoints(trial_dir: Path) -> list[Checkpoint]:
-    """The checkpoints Tune kept for a trial, oldest first."""
+    """The checkpoints Tune kept for a trial whose ``state.json`` is whole, oldest first."""
     found = []
     for folder in sorted(trial_dir.glob("checkpoint_*")):
-        state_file = folder / STATE_FILE
-        if state_file.exists():
-            found.append((folder, json.loads(state_file.read_text())))
+        try:
+            state = json.loads((folder / STATE_FILE).read_text())
+        except (OSError, ValueError):  # none, or one whose copy to the storage did not finish
+            continue
+        if isinstance(state, dict):
+            found.append((folder, state))
     return found
 
 

@@ -90,6 +90,9 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
     for noisy in ("mlflow", "alembic", "ray"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # MLflow's SQL store logs each failed statement with its traceback (dozens on a full disk)
+    # before raising it; skinsearch reports each failed tracking call in one line already
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     warnings.filterwarnings("default", message="skipped .* unreadable image")
     warnings.formatwarning = _format_warning
 
@@ -210,7 +213,12 @@ def run(
     for line in summary_lines(spec, outcome):
         click.echo(line)
     if outcome.failure:
-        click.echo(f"Error: {outcome.failure}", err=True)
+        click.echo(
+            f"Error: {outcome.failure}; finished trials are kept, unfinished ones are marked "
+            "FAILED in MLflow; free some space, then run the same command with --resume to "
+            "carry it on",
+            err=True,
+        )
         sys.exit(1)
     if outcome.interrupted:
         terminated = outcome.signal == signal.SIGTERM

@@ -51,6 +51,9 @@ def start_ray(
     import ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    # a failed trial's exception is printed once, as one line, by the progress callback (its
+    # traceback is in the trial's error.txt); Ray would print it again, whole
+    os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
     if address is not None:
         try:
             context = ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)

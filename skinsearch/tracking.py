@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from skinsearch._files import write_failure
 from skinsearch.checkpoints import best_checkpoint, write_evaluation
 from skinsearch.errors import SkinsearchError
 from skinsearch.storage import fetch, is_uri
@@ -36,7 +37,10 @@ END_STATUS = {
     "stopped_by_asha": "FINISHED",
     "errored": "FAILED",
     "interrupted": "KILLED",
+    "storage_failed": "FAILED",  # stopped because the storage was full or refused a write
 }
+#: ends after which a resumed search runs the trial on
+UNFINISHED_ENDS = (None, "interrupted", "storage_failed")
 RETRY_DELAYS_S = (2.0, 5.0, 10.0)  # between attempts of a failed tracking call
 PROBE_EVERY_S = 5.0  # while MLflow is unreachable, calls in between are recorded, not tried
 SEARCH_TAG = "skinsearch.search"
@@ -243,7 +247,7 @@ class SearchTracker:
                 continue
             record.run_id = run.info.run_id
             end = tags.get(END_TAG)
-            record.end = None if end in (None, "interrupted") else end
+            record.end = None if end in UNFINISHED_ENDS else end
             record.closed = record.end is not None
             record.error = tags.get("skinsearch.error", "")
             if record.end is None:
@@ -357,26 +361,28 @@ class SearchTracker:
             raise ConnectionError("the trial's MLflow run was never opened")
         return run_id
 
-    def finish(self, interrupted: bool) -> None:
-        """End every run still open: unfinished trials as interrupted, then the parent.
+    def finish(self, interrupted: bool, failed: bool = False) -> None:
+        """End every run still open: unfinished trials as interrupted (as ``storage_failed``,
+        FAILED, when the search stopped itself for its storage), then the parent.
 
         Never raises for MLflow: what could not be logged is added to ``unlogged``.
         """
         self.wait()
+        unfinished = "storage_failed" if failed else "interrupted"
         for trial_id, record in self.trials.items():
             if record.end is None or not record.closed:
                 try:
-                    self.end_trial(trial_id, record.end or "interrupted")
+                    self.end_trial(trial_id, record.end or unfinished)
                 except Exception as exc:  # one bad run must not leave the others RUNNING
                     self.unlogged.append(f"end_trial {trial_id}: {_first_line(exc)}")
         if not self.parent_id:
             return
         try:
-            self._close_parent(interrupted)
+            self._close_parent("FAILED" if failed else "KILLED" if interrupted else "FINISHED")
         except Exception as exc:
             self.unlogged.append(f"finish {self.search}: {_first_line(exc)}")
 
-    def _close_parent(self, interrupted: bool) -> None:
+    def _close_parent(self, status: str) -> None:
         ended = [r.end for r in self.trials.values()]
         counts = {end: ended.count(end) for end in END_STATUS}
         self._log(self.parent_id, metrics={f"trials_{k}": float(v) for k, v in counts.items()})
@@ -386,7 +392,7 @@ class SearchTracker:
             self._log(
                 self.parent_id, metrics={f"best_{self.metric}": self.trials[best].best[self.metric]}
             )
-        self.client.set_terminated(self.parent_id, status="KILLED" if interrupted else "FINISHED")
+        self.client.set_terminated(self.parent_id, status=status)
 
     def best_trial(self) -> str | None:
         """The trial id with the best epoch on the search's metric, if any reported."""
@@ -450,6 +456,8 @@ def _now_ms() -> int:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
+    if failed := write_failure(exc):  # SQLite's own line comes after SQLAlchemy's preamble
+        return f"{failed} ({exc.__class__.__name__})"
     return (text.splitlines()[0] if text else exc.__class__.__name__)[:300]
 
 

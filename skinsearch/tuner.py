@@ -10,6 +10,7 @@ nowhere else.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -20,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from skinsearch import space
-from skinsearch.callbacks import progress_callback, resume_callback, tracking_callback
+from skinsearch._files import SpaceGuard
+from skinsearch.callbacks import (
+    progress_callback,
+    resume_callback,
+    space_callback,
+    tracking_callback,
+)
 from skinsearch.cluster import check_address, start_ray
 from skinsearch.data import decode_dataset, scan_dataset
 from skinsearch.data.decode import fold_splits
@@ -116,6 +123,10 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
         or os.environ.get("MLFLOW_TRACKING_URI")
         or default_tracking_uri(options.storage.folder)
     )
+    # a local storage's free space is watched: a full disk stops the search, never truncates it
+    guard = SpaceGuard(options.storage.folder) if options.storage.uri is None else None
+    if guard is not None and (problem := guard.preflight()):
+        raise SkinsearchError(problem)
     tracker = _tracker(spec, options, tracking_uri)  # an unusable MLflow fails here, before Ray
     experiment_dir = options.storage.folder / options.name  # for a URI, its local mirror
     outcome = SearchOutcome(experiment_dir, tracking_uri, str(options.storage), planned=planned)
@@ -184,7 +195,7 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
                 tags={"skinsearch.experiment_dir": options.storage.location(options.name)},
             )
             tracker.log_search_file(search_file)
-        tuner = _build_tuner(spec, options, configs, refs, tracker, echo)
+        tuner = _build_tuner(spec, options, configs, refs, tracker, guard, echo)
         with _snapshot_period(options):
             _close_finished(tracker, tuner.fit())
         # Tune returns normally after a Ctrl-C (and marks the trials it stopped TERMINATED):
@@ -198,7 +209,8 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
         # A second Ctrl-C must not leave MLflow runs open: close them with SIGINT held off.
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
-            tracker.finish(interrupted=outcome.interrupted)
+            outcome.failure = guard.reason if guard is not None else ""
+            tracker.finish(interrupted=outcome.interrupted, failed=bool(outcome.failure))
             outcome.trials = tracker.trials
             outcome.unlogged = tracker.unlogged
             ray.shutdown()  # stops a local Ray; only disconnects from a cluster given by --address
@@ -331,6 +343,7 @@ def _build_tuner(
     configs: list[dict[str, Any]] | None,
     refs: dict[tuple[int, int | None], Any],
     tracker: SearchTracker,
+    guard: SpaceGuard | None,
     echo: Echo,
 ) -> Any:
     import ray
@@ -345,6 +358,10 @@ def _build_tuner(
     # Tune logs each failed trial's whole traceback; the progress callback prints one line with
     # the reason and the path of the trial's error file instead.
     logging.getLogger("ray.tune.execution.tune_controller").addFilter(_drop_trial_tracebacks)
+    # on Ctrl-C, SIGTERM or a full disk skinsearch says what stopped and how to resume (with
+    # its own --resume, not Tune's Tuner.restore); a trial that never started has no results
+    for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
+        logging.getLogger(name).addFilter(_drop_stop_notices)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # a trial that fails deterministically reports its error without metrics (train.py)
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
@@ -369,6 +386,7 @@ def _build_tuner(
         JsonLoggerCallback(),
         tracking_callback(tracker, fixed, options.storage.location(options.name)),
         progress_callback(metric, mode, echo),
+        *([space_callback(guard, tracker)] if guard is not None else []),
         *([resume_callback(echo)] if options.resume else []),
     ]
     if options.resume:
@@ -378,6 +396,7 @@ def _build_tuner(
                 f"--resume: {location} holds no Tune state to resume from (the search "
                 "stopped before its first trial); run it again without --resume"
             )
+        _check_tune_state(options.storage.folder / options.name)
         tuner = tune.Tuner.restore(
             location, trainable, resume_unfinished=True, param_space=param_space
         )
@@ -410,6 +429,20 @@ def _build_tuner(
     )
 
 
+def _check_tune_state(folder: Path) -> None:
+    # Tune rewrites its state in place: a write cut short (a disk that filled up outside a
+    # guarded search) leaves it truncated, and Tune's restore would fail with a traceback
+    for state_file in sorted(folder.glob("experiment_state-*.json")):
+        try:
+            json.loads(state_file.read_text())
+        except (OSError, ValueError):
+            raise SkinsearchError(
+                f"--resume: Tune's state file {state_file} is damaged (a write to it was cut "
+                "short), so the search cannot be resumed; start it again without --resume "
+                f"(the finished trials' results stay in {folder})"
+            ) from None
+
+
 def _close_finished(tracker: SearchTracker, results: Any) -> None:
     """End the MLflow runs of trials that finished (by their own last result, or with an error)
     but whose end no callback reported: a resumed search's trials that finished just before the
@@ -437,6 +470,13 @@ def _drop_trial_tracebacks(record: logging.LogRecord) -> bool:
     return not (
         "Error handling checkpoint" in str(record.msg) and isinstance(error, FileNotFoundError)
     )
+
+
+_STOP_NOTICES = ("Stop signal received", "Experiment has been interrupted", "Failed to fetch")
+
+
+def _drop_stop_notices(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(_STOP_NOTICES)
 
 
 def _trial_name(trial: Any) -> str:
