@@ -334,7 +334,9 @@ def _load_weights(path: Path) -> dict[str, Any]:
         raise _broken(path, "is empty")
     try:
         weights = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):  # not torch's format at all
+            raise _broken(path, "is not a readable state_dict (UnpicklingError)") from None
         # PyTorch's own message suggests weights_only=False, which would run the file's code
         raise _broken(
             path, "holds objects other than plain tensors, refused unloaded (they could run code)"

@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from skinsearch.errors import SkinsearchError
 from skinsearch.spec import SearchSpec
@@ -61,17 +62,7 @@ def start_ray(
             first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
             raise SkinsearchError(f"--address {address}: cannot join ({first[:200]})") from None
     else:
-        context = ray.init(
-            address="local",
-            num_cpus=cpus,
-            num_gpus=gpus,
-            include_dashboard=True,
-            dashboard_host=dashboard_host,
-            dashboard_port=_dashboard_port(dashboard_host),
-            _node_ip_address=LOOPBACK,
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-        )
+        context = _start_local(cpus, gpus, dashboard_host)
     url = f"http://{context.dashboard_url}" if context.dashboard_url else ""
     resources = ray.cluster_resources()
     problem = _unschedulable(spec, resources)
@@ -90,6 +81,52 @@ def start_ray(
         )
     if spec.resources.gpus_per_trial and not resources.get("GPU"):
         echo("no GPU in this Ray cluster: trials run on CPUs (resources.gpus_per_trial is ignored)")
+
+
+def check_dashboard_host(host: str) -> None:
+    """Fail fast, with one line, for a ``--dashboard-host`` this machine cannot listen on.
+
+    Raises:
+        SkinsearchError: naming the host and why.
+    """
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.bind((host.strip("[]"), 0))
+    except OSError as exc:
+        reason = exc.strerror or exc.__class__.__name__
+        raise SkinsearchError(
+            f"--dashboard-host {host}: this machine cannot listen there ({reason}); give one "
+            "of its addresses, such as 127.0.0.1 (the default) or 0.0.0.0"
+        ) from None
+
+
+START_TRIES = 5  # a dashboard port another Ray took between our check and Ray's bind
+
+
+def _start_local(cpus: int | None, gpus: int | None, dashboard_host: str) -> Any:
+    import ray
+
+    for attempt in range(START_TRIES):
+        try:
+            return ray.init(
+                address="local",
+                num_cpus=cpus,
+                num_gpus=gpus,
+                include_dashboard=True,
+                dashboard_host=dashboard_host,
+                dashboard_port=_dashboard_port(dashboard_host, 8265 if attempt == 0 else 0),
+                _node_ip_address=LOOPBACK,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+            )
+        except Exception as exc:  # Ray raises plain Exception and RuntimeError here
+            first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+            if ray.is_initialized():
+                ray.shutdown()
+            if "port" in first and attempt + 1 < START_TRIES:
+                continue  # another search's Ray took the port: try a free one
+            raise SkinsearchError(f"Ray did not start ({first[:200]})") from None
+    raise AssertionError("unreachable")
 
 
 def _dashboard_port(host: str, preferred: int = 8265) -> int:

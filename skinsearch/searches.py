@@ -95,9 +95,7 @@ def _searches(storage: Path) -> list[tuple[Path, dict[str, Any]]]:
     for path in sorted(storage.glob(f"*/{SEARCH_FILE}"), key=lambda p: p.stat().st_mtime):
         saved, problem = _read_search_file(path)
         if saved is None:
-            warnings.warn(
-                f"skipped search {path.parent.name}: its {path} is {problem}", stacklevel=2
-            )
+            warnings.warn(f"skipped search {path.parent.name} ({path}: {problem})", stacklevel=2)
             continue
         found.append((path.parent, saved))
     return found

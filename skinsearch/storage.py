@@ -178,6 +178,8 @@ def _relative(path: str, root: str) -> str:
 
 
 def _check_local(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise SkinsearchError(f"--storage: {folder} is a file, not a folder; choose a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / ".skinsearch-write-test"

@@ -28,7 +28,7 @@ from skinsearch.callbacks import (
     space_callback,
     tracking_callback,
 )
-from skinsearch.cluster import check_address, start_ray
+from skinsearch.cluster import check_address, check_dashboard_host, start_ray
 from skinsearch.data import decode_dataset, scan_dataset
 from skinsearch.data.decode import fold_splits
 from skinsearch.data.synthetic import synthetic_root
@@ -105,6 +105,8 @@ def run_search(spec: SearchSpec, options: RunOptions, echo: Echo = print) -> Sea
 def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutcome:
     if options.address is not None:
         check_address(options.address)
+    else:
+        check_dashboard_host(options.dashboard_host)
     configs = trial_configs(spec, options.configs, options.max_trials)
     planned = len(configs) if configs is not None else tpe_trials(spec, options.max_trials)
     echo(

@@ -13,6 +13,7 @@ import torch
 import yaml
 from PIL import Image
 
+from skinsearch.bundle import predict
 from skinsearch.data import decode_dataset, load_image, scan_dataset
 from skinsearch.data.decode import (
     COLOUR_CONSTANCY,
@@ -23,7 +24,6 @@ from skinsearch.data.decode import (
 from skinsearch.errors import ResultsError
 from skinsearch.hparams import HParams
 from skinsearch.models import build_model
-from skinsearch.bundle import predict
 from skinsearch.spec import DataSpec
 
 
