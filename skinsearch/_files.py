@@ -155,6 +155,19 @@ class SpaceGuard:
             )
         return self.reason
 
+    def explain(self, exc: BaseException) -> str:
+        """The reason to give for an error raised while the search ran: ``reason`` if the
+        search had to stop already, a failed write, or any error while the storage is out of
+        room (under a MiB, or the largest checkpoint, free); an empty string for the others."""
+        if not self.reason and not self.failed_write(str(exc)):
+            free = free_mib(self.folder)
+            if free < max(1.0, self.largest_checkpoint_mib):
+                self.reason = (
+                    f"the search stopped itself: writing to {self.folder} failed "
+                    f"({exc.__class__.__name__} with {free:.0f} MiB free)"
+                )
+        return self.reason
+
     def saw_checkpoint(self, folder: Path) -> None:
         """Note a checkpoint's size: the reserve grows with the largest."""
         try:

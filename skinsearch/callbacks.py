@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -105,8 +104,12 @@ def space_callback(guard: SpaceGuard, tracker: SearchTracker) -> Any:
         def _stop_if(self, reason: str) -> None:
             if reason and not self.stopping:
                 self.stopping = True
-                # Tune's own Ctrl-C handling: trials stop and its state keeps them unfinished
-                os.kill(os.getpid(), signal.SIGINT)
+                # Tune's own Ctrl-C handler, called as a Ctrl-C would: trials stop, and its
+                # state keeps them unfinished. Outside Tune's loop (its clean-up) no handler of
+                # its is installed, and the search is ending anyway: the reason is reported.
+                handler = signal.getsignal(signal.SIGINT)
+                if callable(handler) and handler is not signal.default_int_handler:
+                    handler(signal.SIGINT, None)
 
     return SpaceCallback()
 

@@ -199,7 +199,13 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
             tracker.log_search_file(search_file)
         tuner = _build_tuner(spec, options, configs, refs, tracker, guard, echo)
         with _snapshot_period(options):
-            _close_finished(tracker, tuner.fit())
+            try:
+                _close_finished(tracker, tuner.fit())
+            except Exception as exc:
+                # on a full disk, Tune itself fails reading back what it could not write whole
+                # (a trial's error.pkl): that is the storage's failure, reported as such
+                if guard is None or not guard.explain(exc):
+                    raise
         # Tune returns normally after a Ctrl-C (and marks the trials it stopped TERMINATED):
         # trials that never started or never ended are what tells an interrupted search
         outcome.interrupted = len(tracker.trials) < planned or any(
@@ -364,6 +370,13 @@ def _build_tuner(
     # its own --resume, not Tune's Tuner.restore); a trial that never started has no results
     for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
         logging.getLogger(name).addFilter(_drop_stop_notices)
+    # a failed upload of Tune's state (a full disk) is one line, not a traceback per attempt
+    for name in (
+        "ray.tune.tune",
+        "ray.tune.execution.experiment_state",
+        "ray.train._internal.syncer",
+    ):
+        logging.getLogger(name).addFilter(_one_line)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # a trial that fails deterministically reports its error without metrics (train.py)
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
@@ -479,6 +492,18 @@ _STOP_NOTICES = ("Stop signal received", "Experiment has been interrupted", "Fai
 
 def _drop_stop_notices(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith(_STOP_NOTICES)
+
+
+def _one_line(record: logging.LogRecord) -> bool:
+    error = record.exc_info[1] if record.exc_info else None
+    text = record.getMessage().split("\n", 1)[0].rstrip(": ")
+    if error is not None:
+        text += f" ({error.__class__.__name__}: {str(error).strip().splitlines()[-1][:200]})"
+    elif "Traceback" in record.getMessage():  # a traceback formatted into the message itself
+        text += " (" + record.getMessage().strip().splitlines()[-1][:200] + ")"
+    record.msg, record.args = text, ()
+    record.exc_info = record.exc_text = record.stack_info = None
+    return True
 
 
 def _trial_name(trial: Any) -> str:

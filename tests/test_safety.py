@@ -623,3 +623,12 @@ def test_a_storage_under_the_reserve_is_refused_before_ray(
     assert one_line_error(["run", str(file), "--storage", str(tmp_path / "r")]) == (
         "SKINSEARCH_MIN_FREE_MIB=lots: must be a number of MiB >= 0 (default 256)"
     )
+
+
+def test_a_symlink_loop_in_the_data_does_not_hang(tmp_path: Path) -> None:
+    from skinsearch.data import scan_dataset
+
+    data = write_image_folder(tmp_path / "d", ["blue_grey", "small_pink"], train=3, val=2)
+    (data / "train" / "blue_grey" / "loop").symlink_to(data / "train" / "blue_grey")
+    files = scan_dataset(data)
+    assert len(files.train) == 6
