@@ -123,7 +123,7 @@ def _start_local(cpus: int | None, gpus: int | None, dashboard_host: str) -> Any
             first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
             if ray.is_initialized():
                 ray.shutdown()
-            if "port" in first and attempt + 1 < START_TRIES:
+            if ("port" in first or "dashboard" in first) and attempt + 1 < START_TRIES:
                 continue  # another search's Ray took the port: try a free one
             raise SkinsearchError(f"Ray did not start ({first[:200]})") from None
     raise AssertionError("unreachable")

@@ -221,7 +221,7 @@ def test_a_search_whose_every_trial_errored_exits_1(tiny_images: Path, tmp_path:
     space.write_text(
         f"name: diverge\nmodel: mlp\ndata: {{path: {tiny_images}}}\nscheduler: none\n"
         "params:\n  input_size: 16\n  hidden_sizes: [16]\n  optimizer: sgd\n  momentum: 0.0\n"
-        "  lr: 1000000.0\n"
+        "  lr: 1.0e+30\n"
     )
     result = CliRunner().invoke(main, ["run", str(space), "--storage", str(tmp_path / "r")])
     assert result.exit_code == 1, result.output
