@@ -75,23 +75,34 @@ def free_mib(folder: Path) -> float:
 
 
 @contextlib.contextmanager
-def signals_held() -> Iterator[None]:
-    """Hold off Ctrl-C and SIGTERM for a few renames that must happen together."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+def signals_held() -> Iterator[list[int]]:
+    """Hold off Ctrl-C and SIGTERM until the block ends, and yield the signals that came in
+    it: for steps that must not be cut in two (a few renames, ``ray.init``, which can lose a
+    KeyboardInterrupt raised inside it). The caller decides what a held signal then does."""
     received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received  # only the main thread receives signals
+        return
     previous = {
         sig: signal.signal(sig, lambda signum, frame: received.append(signum))
         for sig in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        yield
+        yield received
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        if received:
-            os.kill(os.getpid(), received[0])
+
+
+def press_ctrl_c() -> bool:
+    """Do what a Ctrl-C would while Ray Tune runs: call the SIGINT handler Tune installed (its
+    trials stop and its state keeps them unfinished). False when no such handler is installed
+    (outside Tune's loop), where the caller decides."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler) and handler is not signal.default_int_handler:
+        handler(signal.SIGINT, None)
+        return True
+    return False
 
 
 #: the least free space (MiB) a search keeps on its storage; SKINSEARCH_MIN_FREE_MIB overrides it

@@ -176,11 +176,13 @@ def _swap_in(partial: Path, export_dir: Path) -> None:
     # Two renames, with Ctrl-C held off between them: the folder holds the old bundle or the
     # new one. The old one is then removed file by file (only bundle files: checked before).
     old = None
-    with signals_held():
+    with signals_held() as held:
         if export_dir.exists():
             old = export_dir.with_name(f".{export_dir.name}.replaced-{partial.name[-8:]}")
             export_dir.rename(old)
         partial.rename(export_dir)
+    if held:  # the export is complete: the Ctrl-C now stops the command
+        raise KeyboardInterrupt
     if old is not None:
         for file in old.iterdir():
             if _bundle_file(file):

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from skinsearch import space
-from skinsearch._files import SpaceGuard, write_failure_in
+from skinsearch._files import SpaceGuard, press_ctrl_c, write_failure_in
 from skinsearch.tracking import SearchTracker
 from skinsearch.trials import logged_metrics
 
@@ -104,12 +103,9 @@ def space_callback(guard: SpaceGuard, tracker: SearchTracker) -> Any:
         def _stop_if(self, reason: str) -> None:
             if reason and not self.stopping:
                 self.stopping = True
-                # Tune's own Ctrl-C handler, called as a Ctrl-C would: trials stop, and its
-                # state keeps them unfinished. Outside Tune's loop (its clean-up) no handler of
-                # its is installed, and the search is ending anyway: the reason is reported.
-                handler = signal.getsignal(signal.SIGINT)
-                if callable(handler) and handler is not signal.default_int_handler:
-                    handler(signal.SIGINT, None)
+                # outside Tune's loop (its clean-up) the search is ending anyway, and the
+                # reason is reported whether or not this stops anything
+                press_ctrl_c()
 
     return SpaceCallback()
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from skinsearch import space
-from skinsearch._files import SpaceGuard
+from skinsearch._files import SpaceGuard, press_ctrl_c, signals_held
 from skinsearch.callbacks import (
     progress_callback,
     resume_callback,
@@ -149,7 +149,7 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
     }
     del decoded
     sigterm_before = signal.getsignal(signal.SIGTERM)
-    with _sigint_held() as held:
+    with signals_held() as held:  # a KeyboardInterrupt inside ray.init can be lost there
         start_ray(options.address, options.cpus, options.gpus, spec, echo, options.dashboard_host)
     # ray.init makes SIGTERM exit the driver mid-step (an abort, no summary); a scheduler's or
     # `docker stop`'s SIGTERM stops the search like a Ctrl-C instead
@@ -230,26 +230,6 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
     return outcome
 
 
-@contextlib.contextmanager
-def _sigint_held() -> Iterator[list[int]]:
-    """Hold off Ctrl-C and SIGTERM until the block ends and yield which came: a
-    KeyboardInterrupt raised inside ``ray.init`` can be lost there, and the search would start
-    regardless."""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received  # only the main thread receives signals
-        return
-    previous = {
-        sig: signal.signal(sig, lambda signum, frame: received.append(signum))
-        for sig in (signal.SIGINT, signal.SIGTERM)
-    }
-    try:
-        yield received
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def _sigterm_as_ctrl_c(outcome: SearchOutcome) -> Any:
     """Make SIGTERM do what Ctrl-C does (Tune's handler while it runs, else KeyboardInterrupt),
     noting it in ``outcome``; returns the handler it replaced (None off the main thread)."""
@@ -258,10 +238,7 @@ def _sigterm_as_ctrl_c(outcome: SearchOutcome) -> Any:
 
     def as_ctrl_c(signum: int, frame: Any) -> None:
         outcome.signal = outcome.signal or signum
-        handler = signal.getsignal(signal.SIGINT)
-        if callable(handler) and handler is not signal.default_int_handler:
-            handler(signal.SIGINT, frame)
-        else:
+        if not press_ctrl_c():
             raise KeyboardInterrupt
 
     return signal.signal(signal.SIGTERM, as_ctrl_c)

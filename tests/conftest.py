@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,20 @@ def spawn_skinsearch(*args: str, output: bool = True) -> subprocess.Popen[str]:
         env=dict(os.environ, PYTHONUNBUFFERED="1"),
         start_new_session=True,
     )
+
+
+def read_until(
+    proc: subprocess.Popen[str], done: Callable[[str], bool], timeout_s: float = 120
+) -> list[str]:
+    """The lines ``proc`` prints until ``done(all of them so far)`` or ``timeout_s`` pass."""
+    assert proc.stdout is not None
+    output: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    for line in proc.stdout:
+        output.append(line)
+        if done("".join(output)) or time.monotonic() > deadline:
+            break
+    return output
 
 
 def start_server(

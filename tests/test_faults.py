@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import yaml
 from click.testing import CliRunner
 
 from skinsearch.cli import main
-from tests.conftest import spawn_skinsearch
+from tests.conftest import read_until, spawn_skinsearch
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +89,7 @@ def cnn_space(tmp_path: Path, data: Path) -> Path:
     return space
 
 
-def whole_files(storage: Path) -> list[str]:
+def cut_short_files(storage: Path) -> list[str]:
     """The files under ``storage`` that are cut short: empty state files, unparsable JSON."""
     broken = []
     for path in storage.rglob("*"):
@@ -135,7 +134,7 @@ def test_a_full_disk_stops_the_search_cleanly_and_resume_finishes_it(
         "space, then run the same command with --resume to carry it on"
     )
     assert sha(filler) == filler_hash  # the user's file, untouched
-    assert whole_files(storage) == []
+    assert cut_short_files(storage) == []
     runs = mlflow_runs(storage)
     assert runs and all(r.info.status != "RUNNING" for r in runs)
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
@@ -153,7 +152,7 @@ def test_a_full_disk_stops_the_search_cleanly_and_resume_finishes_it(
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(children) == 4  # one run per trial, resumed in place
     assert all(r.info.status == "FINISHED" for r in runs)
-    assert whole_files(storage) == []
+    assert cut_short_files(storage) == []
 
 
 def test_writes_that_fail_stop_the_search_in_one_line(
@@ -192,12 +191,7 @@ def test_sigterm_stops_a_search_like_ctrl_c(tiny_images: Path, tmp_path: Path) -
     storage = tmp_path / "r"
     proc = spawn_skinsearch("run", str(space), "--storage", str(storage), "--cpus", "2")
     assert proc.stdout is not None
-    output = []
-    deadline = time.monotonic() + 120
-    for line in proc.stdout:
-        output.append(line)
-        if "  epoch " in line or time.monotonic() > deadline:  # a trial is training
-            break
+    output = read_until(proc, lambda text: "  epoch " in text)  # a trial is training
     proc.send_signal(signal.SIGTERM)  # to the skinsearch process alone, as `kill PID` does
     output.append(proc.stdout.read())
     code = proc.wait(timeout=120)

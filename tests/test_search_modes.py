@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from skinsearch.cli import main
 from skinsearch.trials import result_rows
-from tests.conftest import spawn_skinsearch
+from tests.conftest import read_until, spawn_skinsearch
 
 pytestmark = pytest.mark.slow
 
@@ -85,14 +85,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_trials(tiny_images: Path, tmp_p
     storage = tmp_path / "r"
     proc = spawn_skinsearch("run", str(space), "--storage", str(storage), "--cpus", "2")
     assert proc.stdout is not None
-    output = []
-    deadline = time.monotonic() + 120
-    for line in proc.stdout:
-        output.append(line)
-        text = "".join(output)
-        # the diverged trial has ended and the progress table shows the third one running
-        if (" errored: " in text and "_00002  epoch" in text) or time.monotonic() > deadline:
-            break
+    # the diverged trial has ended and the progress table shows the third one running
+    output = read_until(proc, lambda text: " errored: " in text and "_00002  epoch" in text)
     time.sleep(2)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
     output.append(proc.stdout.read())
