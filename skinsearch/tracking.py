@@ -242,9 +242,13 @@ class SearchTracker:
         )
         for run in children:
             tags = run.data.tags
-            record = read_trial(tags.get(TRIAL_DIR_TAG, ""))
-            if record is None or TRIAL_TAG not in tags:
+            if TRIAL_TAG not in tags:
                 continue
+            trial_dir = tags.get(TRIAL_DIR_TAG, "")
+            record = read_trial(trial_dir) if trial_dir else None
+            if record is None:  # its files never reached the storage (a full disk): adopt the
+                # run all the same, so that it is ended rather than left RUNNING
+                record = TrialRecord("", run.info.run_name or tags[TRIAL_TAG], {}, trial_dir)
             record.run_id = run.info.run_id
             end = tags.get(END_TAG)
             record.end = None if end in UNFINISHED_ENDS else end
@@ -406,6 +410,8 @@ class SearchTracker:
         return max(scored, key=lambda item: self.sign * item[1])[0]
 
     def _log_best_artifacts(self, record: TrialRecord) -> None:
+        if not record.trial_dir:
+            return
         remote = is_uri(record.trial_dir)
         # only the checkpoints' state.json files are read: the models stay in the storage
         folder = fetch(record.trial_dir, only=(STATE_FILE,)) if remote else Path(record.trial_dir)

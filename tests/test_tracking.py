@@ -58,3 +58,21 @@ def test_a_retried_epoch_is_one_point(tracker: SearchTracker) -> None:
     assert len(calls) == 2  # tried, and retried
     history = tracker.client.get_metric_history(tracker.trials["t1"].run_id, "val_acc")
     assert [(m.step, m.value) for m in history] == [(1, 0.5)]
+
+
+def test_a_run_whose_trial_files_never_reached_the_storage_is_still_ended(
+    tracker: SearchTracker, tmp_path: Path
+) -> None:
+    # a full disk: MLflow has the child run, the trial folder holds no params.json
+    tracker.start_trial("t1", "trial_t1", {"lr": 0.1}, str(tmp_path / "trial_t1"))
+    tracker.wait()
+    run_id = tracker.trials["t1"].run_id
+    uri = tracker.tracking_uri
+    later = SearchTracker(uri, "exp", "s", "val_acc", "max", tmp_path / "artifacts")
+    later.resume_search(lambda location: None)  # nothing on disk to rebuild it from
+    assert later.trials["t1"].run_id == run_id
+    later.finish(interrupted=False)
+    run = later.client.get_run(run_id)
+    assert run.info.status == "KILLED" and run.data.tags["skinsearch.end"] == "interrupted"
+    assert later.client.get_run(later.parent_id).info.status == "FINISHED"
+    assert not later.unlogged
