@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from skinsearch import space
+from skinsearch.config import space
+from skinsearch.config.spec import SearchSpec, parse_spec
 from skinsearch.data.decode import _channel_stats, load_image
 from skinsearch.data.folders import DatasetFiles
-from skinsearch.spec import SearchSpec, parse_spec
 
 
 def slice_arguments(parser: argparse.ArgumentParser) -> None:

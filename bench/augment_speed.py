@@ -19,9 +19,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from skinsearch.config.hparams import HParams
 from skinsearch.data.augment import augment_batch, build_augment
 from skinsearch.data.batch_augment import BatchAugment
-from skinsearch.hparams import HParams
 
 HP = HParams(hflip=1.0, vflip=1.0, affine=1.0, colour=1.0, rbcontrast=1.0)
 

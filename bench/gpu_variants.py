@@ -31,11 +31,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from seed_baseline import JpegFolder
 
+from skinsearch.config.hparams import HParams
+from skinsearch.config.spec import TrainSpec
 from skinsearch.data import decode_dataset, scan_dataset
-from skinsearch.hparams import HParams
 from skinsearch.models import build_model
-from skinsearch.spec import TrainSpec
-from skinsearch.trainer import Trainer
+from skinsearch.training.trainer import Trainer
 
 SEED_CNN = {"channels": [32, 64], "fc_size": 128, "lr": 1e-3, "seed": 0}
 

@@ -26,12 +26,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from skinsearch.config.hparams import HParams
+from skinsearch.config.spec import TrainSpec
 from skinsearch.data import decode_dataset, scan_dataset
 from skinsearch.data.synthetic import synthetic_root
-from skinsearch.hparams import HParams
 from skinsearch.models import build_model
-from skinsearch.spec import TrainSpec
-from skinsearch.trainer import Trainer
+from skinsearch.training.trainer import Trainer
 
 AUGMENT = {"hflip": 0.5, "vflip": 0.5, "rbcontrast": 0.3}
 CASES: dict[str, tuple[int, dict[str, Any]]] = {

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from skinsearch.trials import result_rows
+from skinsearch.store.trials import result_rows
 
 METRICS = ["val_acc", "val_balanced_acc", "val_macro_f1", "val_auc"]
 

@@ -29,10 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import bench_spec, slice_arguments
 from seed_baseline import run_baseline
 
+from skinsearch.config.spec import SearchSpec
 from skinsearch.data.decode import decode_count
-from skinsearch.spec import SearchSpec
-from skinsearch.storage import Storage
-from skinsearch.tuner import RunOptions, run_search
+from skinsearch.store.storage import Storage
+from skinsearch.tune.tuner import RunOptions, run_search
 
 
 def run_skinsearch(spec: SearchSpec, trials: int, cpus: int | None) -> dict[str, Any]:

@@ -6,7 +6,7 @@ and val), with ``--workers`` loader processes. The only stopping is each configu
 patience. Nothing is logged or checkpointed, which makes the baseline faster than the seed was.
 
 What it shares with skinsearch, so that the two train the same models on the same pixels: the
-configurations (``skinsearch.space``), the model builders and their seeded initialisation, the
+configurations (``skinsearch.config.space``), the model builders and their seeded initialisation, the
 file list and split, the RGB decode and bilinear resize (``load_image``), the normalisation
 constants, the albumentations pipeline and the metric definitions. It does not use skinsearch's
 ``Trainer``, its decoded arrays, Ray, MLflow or TensorBoard.
@@ -35,14 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import bench_spec, channel_stats, slice_arguments
 
-from skinsearch import space
+from skinsearch.config import space
+from skinsearch.config.hparams import HParams
+from skinsearch.config.spec import SearchSpec
 from skinsearch.data import scan_dataset
 from skinsearch.data.augment import build_augment
 from skinsearch.data.decode import load_image
-from skinsearch.hparams import HParams
-from skinsearch.metrics import evaluate
 from skinsearch.models import build_model
-from skinsearch.spec import SearchSpec
+from skinsearch.training.metrics import evaluate
 
 
 class JpegFolder(Dataset[tuple[torch.Tensor, int]]):

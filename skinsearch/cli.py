@@ -102,9 +102,9 @@ def main() -> None:
 @_user_errors
 def validate(file: Path) -> None:
     """Check a search-space FILE and print the space it resolves to, without starting Ray."""
-    from skinsearch import space
-    from skinsearch.spec import load_spec
-    from skinsearch.summary import plan_lines
+    from skinsearch.config import space
+    from skinsearch.config.spec import load_spec
+    from skinsearch.results.summary import plan_lines
 
     spec = load_spec(file)
     space.check_space(spec, str(file))
@@ -180,13 +180,13 @@ def run(
 ) -> None:
     """Run the search that FILE describes on Ray Tune; then, when FILE has a confirm: block,
     retrain its top configurations with fresh seeds (or folds) and choose on the mean."""
-    from skinsearch import space
-    from skinsearch.confirm import ConfirmPlan, confirm_search, stored_plan
-    from skinsearch.searches import new_search_name, resumable, unfinished_confirmation
-    from skinsearch.spec import load_spec
-    from skinsearch.storage import open_storage
-    from skinsearch.summary import summary_lines
-    from skinsearch.tuner import RunOptions, run_search
+    from skinsearch.config import space
+    from skinsearch.config.spec import load_spec
+    from skinsearch.results.confirm import ConfirmPlan, confirm_search, stored_plan
+    from skinsearch.results.summary import summary_lines
+    from skinsearch.store.searches import new_search_name, resumable, unfinished_confirmation
+    from skinsearch.store.storage import open_storage
+    from skinsearch.tune.tuner import RunOptions, run_search
 
     spec = _with_overrides(load_spec(file), data_path, max_epochs)
     space.check_space(spec, str(file))
@@ -267,9 +267,9 @@ def run(
 def report(name: str | None, storage: str, out: Path | None, mlflow_uri: str | None) -> None:
     """Write an HTML report of a search (leaderboard, what each hyperparameter did, curves,
     confusion matrix, importance, ASHA) and attach it to the search's MLflow run."""
-    from skinsearch.confirm import stored_plan
-    from skinsearch.report import log_report, write_report
-    from skinsearch.searches import open_search
+    from skinsearch.results.confirm import stored_plan
+    from skinsearch.results.report import log_report, write_report
+    from skinsearch.store.searches import open_search
 
     where, folder = open_search(storage, name, models=False)
     confirmed = stored_plan(folder)
@@ -292,8 +292,8 @@ def report(name: str | None, storage: str, out: Path | None, mlflow_uri: str | N
 @_user_errors
 def sync_mlflow(name: str | None, storage: str, mlflow_uri: str | None) -> None:
     """Re-log a search's trials into MLflow from Tune's files (after the server was down)."""
-    from skinsearch.searches import open_search
-    from skinsearch.sync import sync_search
+    from skinsearch.store.searches import open_search
+    from skinsearch.tracking.sync import sync_search
 
     _, folder = open_search(storage, name, models=False)
     sync_search(folder, mlflow_uri, echo=click.echo)
@@ -354,12 +354,12 @@ def best(
     each seed, print mean ± std of every metric, and choose the winner on the mean; --export
     then writes the winner's run closest to that mean. A search confirmed before (by --confirm
     or its file's confirm: block) shows that confirmed winner when asked for the same metric."""
-    from skinsearch.bundle import check_export_dir
-    from skinsearch.confirm import ConfirmPlan, confirm_search, recall, show_and_export
-    from skinsearch.results import show_best
-    from skinsearch.searches import open_search
-    from skinsearch.storage import open_storage
-    from skinsearch.tuner import RunOptions
+    from skinsearch.results.bundle import check_export_dir
+    from skinsearch.results.confirm import ConfirmPlan, confirm_search, recall, show_and_export
+    from skinsearch.results.select import show_best
+    from skinsearch.store.searches import open_search
+    from skinsearch.store.storage import open_storage
+    from skinsearch.tune.tuner import RunOptions
 
     mode = mode or ("min" if metric.endswith("_loss") else "max")
     if confirm_k is None and (seeds is not None or folds is not None):
@@ -398,7 +398,7 @@ def best(
 @_user_errors
 def predict(bundle: Path, images: tuple[Path, ...]) -> None:
     """Classify IMAGES with an exported BUNDLE: the class and its probability for each."""
-    from skinsearch.bundle import predict as run_predict
+    from skinsearch.results.bundle import predict as run_predict
 
     for p in run_predict(bundle, list(images)):
         click.echo(f"{p.image}\t{p.label}\t{p.probability:.3f}")

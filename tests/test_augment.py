@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from skinsearch.config.hparams import HParams
 from skinsearch.data.augment import augment_batch, build_augment
-from skinsearch.hparams import HParams
 
 
 def images(n: int = 6) -> np.ndarray:

@@ -172,7 +172,7 @@ def test_a_search_name_cannot_leave_the_storage_folder(name: str, tmp_path: Path
 
 
 def test_resume_needs_the_search_and_the_same_file(tmp_path: Path) -> None:
-    from skinsearch.spec import loads_spec
+    from skinsearch.config.spec import loads_spec
 
     file = tmp_path / "space.yaml"
     file.write_text(OK.format(data=tmp_path) + "train: {max_epochs: 3}\n")
@@ -226,9 +226,9 @@ def test_confirm_options_that_do_not_fit(options: list[str], expected: str, tmp_
 
 
 def test_resume_accepts_a_search_saved_before_a_setting_existed(tmp_path: Path) -> None:
-    from skinsearch.searches import resumable
-    from skinsearch.spec import loads_spec
-    from skinsearch.storage import Storage
+    from skinsearch.config.spec import loads_spec
+    from skinsearch.store.searches import resumable
+    from skinsearch.store.storage import Storage
 
     spec = loads_spec(OK.format(data=tmp_path))
     older = spec.to_yaml_dict()

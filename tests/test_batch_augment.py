@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from skinsearch.config.hparams import HParams
 from skinsearch.data.augment import augment_batch, build_augment
 from skinsearch.data.batch_augment import BatchAugment
-from skinsearch.hparams import HParams
 
 N = 1500  # draws per side
 QUANTILES = [0.02, 0.25, 0.5, 0.75, 0.98]

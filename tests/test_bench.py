@@ -75,8 +75,8 @@ def test_overhead_counts_time_outside_training_and_slot_gaps() -> None:
 def test_the_gpu_variants_script_runs_what_a_cpu_can(tiny_images: Path) -> None:
     # its figures need the GPU machine; here its logic: the resident path checked against the
     # CPU path (both on the CPU), and the variants a CPU can run
+    from skinsearch.config.hparams import HParams
     from skinsearch.data import decode_dataset, scan_dataset
-    from skinsearch.hparams import HParams
 
     files = scan_dataset(tiny_images)
     data = decode_dataset(files, [24])[24]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from skinsearch.callbacks import _mend_lost_checkpoint, progress_table
+from skinsearch.tune.callbacks import _mend_lost_checkpoint, progress_table
 
 
 @dataclass
@@ -23,8 +23,12 @@ class Trial:
     def __str__(self) -> str:
         return self.name
 
+    @property
+    def trial_id(self) -> str:
+        return self.name
 
-def test_running_trials_show_their_latest_epoch_and_starting_ones_are_left_out() -> None:
+
+def test_running_trials_show_their_latest_epoch_or_that_they_are_starting() -> None:
     trials = [
         Trial("t0", "RUNNING", {"epoch": 3, "val_acc": 0.5}, {"val_acc": {"max": 0.6}}),
         Trial("t1", "RUNNING", {"trial_id": "t1"}),  # started, no epoch reported yet
@@ -34,7 +38,7 @@ def test_running_trials_show_their_latest_epoch_and_starting_ones_are_left_out()
     table = progress_table(trials, "val_acc", "max", 42.0).splitlines()
     assert table[0] == "[   42s] 4 trials: 1 pending, 2 running, 1 terminated"
     assert table[1] == "  best so far: t2 val_acc=0.7000"
-    assert table[2:] == ["  t0  epoch   3  val_acc=0.5000"]
+    assert table[2:] == ["  t0  epoch   3  val_acc=0.5000", "  t1  starting"]
 
 
 @dataclass

@@ -52,7 +52,7 @@ def test_validate_says_when_runs_never_stop_early() -> None:
 
 def test_data_on_the_command_line_keeps_the_files_other_data_settings(tmp_path: Path) -> None:
     from skinsearch.cli import _with_overrides
-    from skinsearch.spec import load_spec
+    from skinsearch.config.spec import load_spec
 
     spec = load_spec(SEARCH_SPACES / "../docs/experiments/cnn_plus_winner_shades_of_gray.yaml")
     overridden = _with_overrides(spec, str(tmp_path), None).data
@@ -164,8 +164,8 @@ def test_a_taken_default_name_is_numbered_and_a_taken_explicit_name_is_an_error(
     tmp_path: Path,
 ) -> None:
     from skinsearch.errors import SkinsearchError
-    from skinsearch.searches import new_search_name as _search_name
-    from skinsearch.storage import Storage
+    from skinsearch.store.searches import new_search_name as _search_name
+    from skinsearch.store.storage import Storage
 
     storage = Storage(tmp_path)
     assert _search_name(storage, "quick", explicit=False) == "quick"

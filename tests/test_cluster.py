@@ -44,9 +44,9 @@ def test_trials_spread_over_nodes_and_survive_losing_one(tiny_images: Path, tmp_
     from mlflow.tracking import MlflowClient
     from ray.cluster_utils import Cluster
 
-    from skinsearch.spec import loads_spec
-    from skinsearch.storage import Storage
-    from skinsearch.tuner import RunOptions, run_search
+    from skinsearch.config.spec import loads_spec
+    from skinsearch.store.storage import Storage
+    from skinsearch.tune.tuner import RunOptions, run_search
 
     # a head that runs no trials and three one-CPU worker nodes, all on loopback
     cluster = Cluster(

@@ -13,7 +13,8 @@ import torch
 import yaml
 from PIL import Image
 
-from skinsearch.bundle import predict
+from skinsearch.config.hparams import HParams
+from skinsearch.config.spec import DataSpec
 from skinsearch.data import decode_dataset, load_image, scan_dataset
 from skinsearch.data.decode import (
     COLOUR_CONSTANCY,
@@ -22,9 +23,8 @@ from skinsearch.data.decode import (
     shades_of_gray,
 )
 from skinsearch.errors import ResultsError
-from skinsearch.hparams import HParams
 from skinsearch.models import build_model
-from skinsearch.spec import DataSpec
+from skinsearch.results.bundle import predict
 
 
 def scene(seed: int = 0, size: int = 32) -> np.ndarray:

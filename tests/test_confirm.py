@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from skinsearch.confirm import ConfirmPlan, _started_for
-from skinsearch.searches import save_search_file, unfinished_confirmation
-from skinsearch.spec import loads_spec
-from skinsearch.storage import Storage
+from skinsearch.config.spec import loads_spec
+from skinsearch.results.confirm import ConfirmPlan, _started_for
+from skinsearch.store.searches import save_search_file, unfinished_confirmation
+from skinsearch.store.storage import Storage
 
 SPEC = loads_spec("name: s\nmodel: mlp\nparams:\n  lr: {grid: [0.001, 0.01]}\n")
 

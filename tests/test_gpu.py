@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from skinsearch.config.hparams import HParams
+from skinsearch.config.spec import TrainSpec
 from skinsearch.data import decode_dataset, scan_dataset
-from skinsearch.hparams import HParams
-from skinsearch.spec import TrainSpec
-from skinsearch.trainer import Trainer
+from skinsearch.training.trainer import Trainer
 
 pytestmark = [
     pytest.mark.gpu,

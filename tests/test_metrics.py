@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from skinsearch.metrics import evaluate
+from skinsearch.training.metrics import evaluate
 
 
 def random_predictions(n: int, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from skinsearch.hparams import INITS, HParams
+from skinsearch.config.hparams import INITS, HParams
 from skinsearch.models import build_model, model_hparams, model_names
 
 

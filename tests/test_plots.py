@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from skinsearch.plots import confusion_image
+from skinsearch.training.plots import confusion_image
 
 
 def test_confusion_image_shades_cells_by_row_rate() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from skinsearch.report import Trial, _importance, importance
+from skinsearch.results.report import Trial, _importance, importance
 
 
 def test_importance_ranks_the_hyperparameter_that_matters_first(tmp_path: Path) -> None:

@@ -131,7 +131,7 @@ def bundle_files(folder: Path, tag: str) -> None:
 def test_an_interrupted_force_export_keeps_the_old_bundle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from skinsearch import bundle
+    from skinsearch.results import bundle
 
     storage = fake_storage(tmp_path / "results")
     checkpoint = storage / "s" / "trial_1" / "checkpoint_000001"
@@ -168,8 +168,8 @@ def test_an_interrupted_force_export_keeps_the_old_bundle(
 
 
 def _claim(storage: str, start: float, queue: Any) -> None:
-    from skinsearch.searches import new_search_name
-    from skinsearch.storage import Storage
+    from skinsearch.store.searches import new_search_name
+    from skinsearch.store.storage import Storage
 
     while time.time() < start:
         time.sleep(0.001)
@@ -315,7 +315,7 @@ def test_a_long_wrong_value_is_quoted_short(tmp_path: Path) -> None:
 @pytest.fixture
 def bundle(tmp_path: Path) -> Path:
     """A real, valid bundle of a small MLP (3 classes, 16 px)."""
-    from skinsearch.hparams import HParams
+    from skinsearch.config.hparams import HParams
     from skinsearch.models import build_model
 
     hp = HParams(hidden_sizes=[16], input_size=16, seed=0)
@@ -490,7 +490,7 @@ def test_a_decompression_bomb_in_the_data_is_skipped_with_a_warning(tmp_path: Pa
 def test_class_names_map_to_metric_keys_mlflow_accepts(name: str, key: str) -> None:
     from mlflow.utils.validation import _validate_metric_name
 
-    from skinsearch.metrics import class_key
+    from skinsearch.training.metrics import class_key
 
     assert class_key(name) == key
     _validate_metric_name(f"val_recall_{key}")  # raises for a key MLflow would refuse

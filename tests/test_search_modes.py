@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from skinsearch.cli import main
-from skinsearch.trials import result_rows
+from skinsearch.store.trials import result_rows
 from tests.conftest import read_until, spawn_skinsearch
 
 pytestmark = pytest.mark.slow
@@ -107,9 +107,9 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_trials(tiny_images: Path, tmp_p
 def test_a_killed_trial_resumes_from_its_checkpoint(tiny_images: Path, tmp_path: Path) -> None:
     import threading
 
-    from skinsearch.spec import loads_spec
-    from skinsearch.storage import Storage
-    from skinsearch.tuner import RunOptions, run_search
+    from skinsearch.config.spec import loads_spec
+    from skinsearch.store.storage import Storage
+    from skinsearch.tune.tuner import RunOptions, run_search
 
     spec = loads_spec(
         f"name: resume\nmodel: mlp\ndata: {{path: {tiny_images}}}\n"
@@ -232,8 +232,8 @@ def test_a_killed_driver_resumes_with_run_resume(tiny_images: Path, tmp_path: Pa
 def test_the_snapshot_period_is_set_for_one_search_and_a_users_wins(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from skinsearch.storage import Storage
-    from skinsearch.tuner import RunOptions, _snapshot_period
+    from skinsearch.store.storage import Storage
+    from skinsearch.tune.tuner import RunOptions, _snapshot_period
 
     folder = RunOptions(Storage(tmp_path, None), "s")
     bucket = RunOptions(Storage(tmp_path, "s3://bucket/prefix"), "s")

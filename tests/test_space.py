@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from skinsearch import space
-from skinsearch.hparams import HParams
-from skinsearch.spec import SearchSpec, loads_spec
+from skinsearch.config import space
+from skinsearch.config.hparams import HParams
+from skinsearch.config.spec import SearchSpec, loads_spec
 
 
 def spec_of(text: str) -> SearchSpec:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from skinsearch import space
+from skinsearch.config import space
+from skinsearch.config.spec import DataSpec, load_spec
 from skinsearch.errors import SpecError
-from skinsearch.spec import DataSpec, load_spec
 from tests.conftest import SEARCH_SPACES
 
 BASE = "name: t\nmodel: {model}\n"

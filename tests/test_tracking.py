@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from skinsearch import tracking
-from skinsearch.tracking import SearchTracker
+from skinsearch.tracking import runs as tracking
+from skinsearch.tracking.runs import SearchTracker
 
 
 def lose_first_answer(client: Any, method: str) -> list[int]:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from skinsearch.config.hparams import HParams
+from skinsearch.config.spec import TrainSpec
 from skinsearch.data import DecodedData, decode_dataset, scan_dataset
-from skinsearch.hparams import HParams
-from skinsearch.spec import TrainSpec
-from skinsearch.trainer import Trainer
+from skinsearch.training.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ def test_a_cuda_oom_ends_the_trial_with_a_reason_and_a_fix() -> None:
     # A real CUDA OOM needs a GPU; the exception type is the one torch raises there.
     import torch
 
-    from skinsearch.train import DETERMINISTIC_FAILURES, failure
+    from skinsearch.tune.trainable import DETERMINISTIC_FAILURES, failure
 
     exc = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
     assert isinstance(exc, DETERMINISTIC_FAILURES)
@@ -155,7 +155,7 @@ def test_a_cuda_oom_ends_the_trial_with_a_reason_and_a_fix() -> None:
 
 
 def test_learning_rate_schedules_warm_up_then_follow_their_shape() -> None:
-    from skinsearch.trainer import lr_factor
+    from skinsearch.training.trainer import lr_factor
 
     warm = HParams(schedule="cosine", warmup_epochs=3)
     assert [lr_factor(warm, e, 13) for e in (1, 2, 3)] == [0.25, 0.5, 0.75]
@@ -182,7 +182,7 @@ def test_the_optimizer_runs_at_the_scheduled_rate(tiny_images: Path) -> None:
 
 
 def test_tta_averages_the_image_and_its_flips() -> None:
-    from skinsearch.trainer import tta_proba
+    from skinsearch.training.trainer import tta_proba
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 3))

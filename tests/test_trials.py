@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from skinsearch.results import _scores_from_tune
-from skinsearch.trials import read_trial, result_rows
+from skinsearch.config.objective import Objective
+from skinsearch.results.select import _scores_from_tune
+from skinsearch.store.trials import read_trial, result_rows
 
 
 def test_epochs_reported_again_after_a_resume_count_once_the_later_report_kept(
@@ -26,7 +27,7 @@ def test_epochs_reported_again_after_a_resume_count_once_the_later_report_kept(
 
     rows = result_rows(folder)
     record = read_trial(folder, "val_acc", "max", fixed={})
-    (score,) = _scores_from_tune(tmp_path / "search", "val_acc", 1.0)
+    (score,) = _scores_from_tune(tmp_path / "search", Objective("val_acc", "max"))
 
     assert [(r["epoch"], r["val_acc"]) for r in rows] == [
         (1, 0.40), (2, 0.50), (3, 0.60), (4, 0.65), (5, 0.62)

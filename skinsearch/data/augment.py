@@ -6,7 +6,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from skinsearch.hparams import HParams
+from skinsearch.config.hparams import HParams
 
 
 def build_augment(hp: HParams, seed: int) -> A.Compose | None:

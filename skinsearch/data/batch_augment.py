@@ -17,7 +17,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from skinsearch.hparams import HParams
+from skinsearch.config.hparams import HParams
 
 # The ranges of augment.build_augment.
 AFFINE_TRANSLATE = 0.0625  # fraction of the side, each axis

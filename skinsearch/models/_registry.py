@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from skinsearch.hparams import HParams
+from skinsearch.config.hparams import HParams
 from skinsearch.models._init import init_weights
 
 Builder = Callable[[HParams, int, int], nn.Module]

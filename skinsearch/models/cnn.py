@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from skinsearch.hparams import HParams
+from skinsearch.config.hparams import HParams
 from skinsearch.models._registry import register_model
 
 

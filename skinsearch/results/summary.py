@@ -6,11 +6,11 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from skinsearch import space
-from skinsearch.spec import SearchSpec
+from skinsearch.config import space
+from skinsearch.config.spec import SearchSpec
 
 if TYPE_CHECKING:
-    from skinsearch.tuner import SearchOutcome
+    from skinsearch.tune.tuner import SearchOutcome
 
 
 def plan_lines(spec: SearchSpec) -> list[str]:
@@ -40,7 +40,7 @@ def plan_lines(spec: SearchSpec) -> list[str]:
         f"{n} trial{'s' if n != 1 else ''}",
     ]
     if spec.confirm is not None:
-        from skinsearch.confirm import ConfirmPlan
+        from skinsearch.results.confirm import ConfirmPlan
 
         plan = ConfirmPlan.from_spec(spec)
         runs = min(plan.k, n) * plan.seeds * (plan.folds or 1)
@@ -59,9 +59,11 @@ def summary_lines(spec: SearchSpec, outcome: SearchOutcome) -> list[str]:
         outcome.storage or str(outcome.experiment_dir.parent),
         outcome.experiment_dir.name,
     )
-    sign = 1.0 if spec.train.resolved_mode == "max" else -1.0
-    trials = [t for t in outcome.trials.values() if t.best]
-    trials.sort(key=lambda t: -sign * t.best.get(metric, -math.inf * sign))
+    trials = spec.train.objective.rank(
+        [t for t in outcome.trials.values() if t.best],
+        lambda t: t.best.get(metric),
+        lambda t: t.name,
+    )
     ends = [t.end or "interrupted" for t in outcome.trials.values()]
     lines.append("")
     counts = [f"{ends.count(e)} {e}" for e in sorted(set(ends))]

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from skinsearch.plots import confusion_image
-from skinsearch.storage import is_uri, upload
+from skinsearch.store.storage import is_uri, upload
+from skinsearch.training.plots import confusion_image
 
 HISTOGRAM_BINS = 64
 

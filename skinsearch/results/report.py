@@ -16,15 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from skinsearch import space
-from skinsearch.checkpoints import best_checkpoint
-from skinsearch.errors import SkinsearchError
-from skinsearch.metrics import Evaluation
-from skinsearch.plots import plt, save_confusion_png
-from skinsearch.searches import load_search
-from skinsearch.spec import SearchSpec
-from skinsearch.tracking import SearchTracker, check_tracking_uri
-from skinsearch.trials import result_rows, trial_end
+from skinsearch.config import space
+from skinsearch.config.spec import SearchSpec
+from skinsearch.store.searches import load_search
+from skinsearch.store.trials import result_rows, trial_end
+from skinsearch.tracking.client import check_tracking_uri
+from skinsearch.tracking.runs import SearchTracker
+from skinsearch.training.checkpoints import best_checkpoint
+from skinsearch.training.metrics import Evaluation
+from skinsearch.training.plots import plt, save_confusion_png
 
 LEADERBOARD = ["val_acc", "val_balanced_acc", "val_macro_f1", "val_auc"]
 IMPORTANCE_NOTE = (
@@ -53,8 +53,8 @@ def write_report(experiment_dir: Path, out: Path | None = None) -> Path:
     out = out or experiment_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     trials = _trials(experiment_dir, spec)
-    metric, sign = spec.train.metric, (1.0 if spec.train.resolved_mode == "max" else -1.0)
-    ranked = sorted(trials, key=lambda t: -sign * _num(t.best.get(metric), sign))
+    metric = spec.train.metric
+    ranked = spec.train.objective.rank(trials, lambda t: t.best.get(metric), lambda t: t.name)
     searched = [n for n, p in space.domains(spec).items() if p.kind != "fixed"]
 
     sections = [f"<h1>Search {html.escape(saved['search'])}</h1>", _overview(spec, saved, trials)]
@@ -83,11 +83,7 @@ def log_report(experiment_dir: Path, folder: Path, tracking_uri: str | None = No
     tracker = SearchTracker(
         uri, spec.name, saved["search"], spec.train.metric, spec.train.resolved_mode
     )
-    parent = tracker.find_parent()
-    if parent is None:
-        raise SkinsearchError(f"MLflow at {uri} has no run of search {saved['search']!r}")
-    tracker.client.log_artifacts(parent, str(folder), artifact_path="report")
-    return parent
+    return tracker.log_search_artifacts(folder, "report")
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -96,7 +92,7 @@ def log_report(experiment_dir: Path, folder: Path, tracking_uri: str | None = No
 def _trials(experiment_dir: Path, spec: SearchSpec) -> list[Trial]:
     import json
 
-    metric, sign = spec.train.metric, (1.0 if spec.train.resolved_mode == "max" else -1.0)
+    metric, objective = spec.train.metric, spec.train.objective
     fixed = space.fixed_hparams(spec)
     out = []
     for params in sorted(experiment_dir.glob("trial_*/params.json")):
@@ -104,16 +100,10 @@ def _trials(experiment_dir: Path, spec: SearchSpec) -> list[Trial]:
         if not rows:
             continue
         config = {**fixed, **space.decode_config(json.loads(params.read_text()))}
-        best = max(rows, key=lambda r: _num(r.get(metric), sign))
+        best = objective.best_epoch(rows)
         end, _ = trial_end(params.parent)
         out.append(Trial(params.parent.name, config, rows, best, end, params.parent))
     return out
-
-
-def _num(value: Any, sign: float) -> float:
-    if isinstance(value, int | float) and math.isfinite(value):
-        return sign * float(value)
-    return -math.inf
 
 
 # -- sections ------------------------------------------------------------------------------------
@@ -150,7 +140,7 @@ def _leaderboard(top: list[Trial], metric: str, searched: list[str]) -> str:
 
 def _confirmation(experiment_dir: Path, searched: list[str]) -> str:
     # the search's confirmation (best --confirm, or its file's confirm: block), when it has one
-    from skinsearch.confirm import cells, collect, stored_plan
+    from skinsearch.results.confirm import cells, collect, stored_plan
 
     stored = stored_plan(experiment_dir)
     if stored is None or not (experiment_dir.parent / stored[1]).is_dir():

@@ -7,10 +7,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from skinsearch import space
 from skinsearch._files import SpaceGuard, press_ctrl_c, write_failure_in
-from skinsearch.tracking import SearchTracker
-from skinsearch.trials import logged_metrics
+from skinsearch.config import space
+from skinsearch.config.objective import Objective
+from skinsearch.store.trials import logged_metrics
+from skinsearch.tracking.runs import SearchTracker
 
 
 def tracking_callback(tracker: SearchTracker, fixed: dict[str, Any], location: str) -> Any:
@@ -209,17 +210,20 @@ def progress_table(
     counts = ", ".join(f"{statuses.count(s)} {s.lower()}" for s in sorted(set(statuses)))
     lines = [f"[{elapsed_s:5.0f}s] {len(trials)} trials: {counts}"]
     scored = [(t, t.metric_analysis[metric][mode]) for t in trials if metric in t.metric_analysis]
-    if scored:
-        sign = 1.0 if mode == "max" else -1.0
-        best, value = max(scored, key=lambda item: sign * item[1])
-        lines.append(f"  best so far: {best} {metric}={value:.4f}")
-    # a trial that has not finished its first epoch has a last_result without the metric
-    running = [t for t in trials if t.status == "RUNNING" and metric in (t.last_result or {})]
+    found = Objective.of(metric, mode).best(
+        scored, lambda item: item[1], lambda item: item[0].trial_id
+    )
+    if found is not None:
+        lines.append(f"  best so far: {found[0]} {metric}={found[1]:.4f}")
+    running = [t for t in trials if t.status == "RUNNING"]
     for trial in running[:rows]:
-        last = trial.last_result
-        lines.append(
-            f"  {trial}  epoch {int(last.get('epoch', 0)):>3}  {metric}={last.get(metric, float('nan')):.4f}"
-        )
+        last = trial.last_result or {}
+        if metric in last:
+            lines.append(
+                f"  {trial}  epoch {int(last.get('epoch', 0)):>3}  {metric}={last[metric]:.4f}"
+            )
+        else:  # it has not finished its first epoch yet
+            lines.append(f"  {trial}  starting")
     if len(running) > rows:
         lines.append(f"  ... and {len(running) - rows} more running")
     return "\n".join(lines)

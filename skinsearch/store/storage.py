@@ -23,8 +23,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from skinsearch.errors import SkinsearchError
+from skinsearch.store.layout import SEARCH_FILE
 
-SEARCH_FILE = "search.yaml"
 MODEL_SUFFIXES = (".pt",)  # what a light pull leaves behind (reading results needs none)
 
 

@@ -12,11 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from skinsearch import space
+from skinsearch.config import space
 from skinsearch.errors import SkinsearchError
-from skinsearch.searches import load_search
-from skinsearch.tracking import SearchTracker, TrialRecord, check_tracking_uri
-from skinsearch.trials import logged_metrics, read_trial, result_rows, trial_end
+from skinsearch.store.records import TrialRecord
+from skinsearch.store.searches import load_search
+from skinsearch.store.trials import logged_metrics, read_trial, result_rows, trial_end
+from skinsearch.tracking.client import check_tracking_uri
+from skinsearch.tracking.runs import SearchTracker
 
 
 @dataclass
@@ -66,14 +68,14 @@ def sync_search(
         run_id = tracker.trials[trial_id].run_id
         if not run_id:
             break  # MLflow failed: reported below
-        have = {m.step for m in tracker.client.get_metric_history(run_id, "train_loss")}
+        have = tracker.logged_steps(trial_id, "train_loss")
         for row in rows:
             if int(row.get("epoch", 0)) not in have:
                 tracker.log_epoch(trial_id, logged_metrics(row))
                 report.epochs += 1
         tracked = tracker.trials[trial_id]
         tracked.best, tracked.epochs = record.best, record.epochs
-        if tracker.client.get_run(run_id).info.status == "RUNNING":
+        if tracker.is_running(trial_id):
             end, error = trial_end(folder)
             tracked.end, tracked.closed = None, False
             tracker.end_trial(trial_id, end, error)

@@ -12,17 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from skinsearch.config.objective import Objective
 from skinsearch.errors import ResultsError
-from skinsearch.searches import load_search
-from skinsearch.storage import basename
-from skinsearch.tracking import (
-    SEARCH_TAG,
-    TRIAL_DIR_TAG,
-    TRIAL_TAG,
-    default_tracking_uri,
-    mlflow_client,
-)
-from skinsearch.trials import result_rows
+from skinsearch.store.searches import load_search
+from skinsearch.store.storage import basename
+from skinsearch.store.trials import result_rows
+from skinsearch.tracking.client import best_epochs, default_tracking_uri
 
 
 @dataclass
@@ -58,26 +53,28 @@ def find_best(
         ResultsError: when no trial of the search has reported ``metric``.
     """
     info, _ = load_search(experiment_dir)
-    search, sign = info["search"], (1.0 if mode == "max" else -1.0)
+    search, objective = info["search"], Objective.of(metric, mode)
     note = ""
     try:
         uri = (
             tracking_uri or info.get("tracking_uri") or default_tracking_uri(experiment_dir.parent)
         )
-        scores, source = (
-            _scores_from_mlflow(uri, info["spec"]["name"], search, metric, sign, experiment_dir),
-            "mlflow",
-        )
+        scores = [
+            # the trial's folder under this search's (the tag may name a URI)
+            TrialScore(r.trial_id, experiment_dir / basename(r.trial_dir), r.value, r.epoch)
+            for r in best_epochs(uri, info["spec"]["name"], search, objective)
+        ]
+        source = "mlflow"
     except Exception as exc:  # MLflow unreachable or emptied: Tune's files still hold the results
         scores, source, note = [], "tune", f"MLflow could not be read ({exc.__class__.__name__}); "
     if not scores:
-        scores, source = _scores_from_tune(experiment_dir, metric, sign), "tune"
-    if not scores:
+        scores, source = _scores_from_tune(experiment_dir, objective), "tune"
+    best = objective.best(scores, lambda s: s.value, lambda s: s.trial_id)
+    if best is None:
         raise ResultsError(
             f"no trial of search {search!r} has reported {metric} yet "
             f"(under {experiment_dir}); wait for a trial to finish an epoch, or check --metric"
         )
-    best = max(scores, key=lambda s: sign * s.value)
     return BestTrial(search, metric, mode, best, source, len(scores), note)
 
 
@@ -92,8 +89,8 @@ def show_best(
 ) -> None:
     """Print the best single trial (``find_best``): its epoch's metrics and its configuration;
     with ``export_dir``, export its checkpoint of that epoch there."""
-    from skinsearch.bundle import export_bundle
-    from skinsearch.checkpoints import best_checkpoint
+    from skinsearch.results.bundle import export_bundle
+    from skinsearch.training.checkpoints import best_checkpoint
 
     result = find_best(experiment_dir, metric, mode, tracking_uri)
     score = result.score
@@ -126,40 +123,8 @@ def show_best(
         echo(f"exported to {path}   (try: skinsearch predict {path} IMAGE...)")
 
 
-def _scores_from_mlflow(
-    uri: str, experiment: str, search: str, metric: str, sign: float, experiment_dir: Path
-) -> list[TrialScore]:
-    client = mlflow_client(uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        return []
-    runs = client.search_runs(
-        [exp.experiment_id],
-        filter_string=f"tags.`{SEARCH_TAG}` = '{search}' and tags.`{TRIAL_TAG}` != ''",
-        max_results=10_000,
-    )
-    scores = []
-    for run in runs:
-        history = [
-            m for m in client.get_metric_history(run.info.run_id, metric) if math.isfinite(m.value)
-        ]
-        if not history:
-            continue
-        top = max(history, key=lambda m: (sign * m.value, -m.step))
-        scores.append(
-            TrialScore(
-                run.data.tags[TRIAL_TAG],
-                # the trial's folder under this search's (the tag may name a URI)
-                experiment_dir / basename(run.data.tags[TRIAL_DIR_TAG]),
-                top.value,
-                top.step,
-            )
-        )
-    return scores
-
-
-def _scores_from_tune(experiment_dir: Path, metric: str, sign: float) -> list[TrialScore]:
-    scores = []
+def _scores_from_tune(experiment_dir: Path, objective: Objective) -> list[TrialScore]:
+    metric, scores = objective.metric, []
     for result_file in sorted(experiment_dir.glob("*/result.json")):
         rows = [
             r
@@ -168,7 +133,7 @@ def _scores_from_tune(experiment_dir: Path, metric: str, sign: float) -> list[Tr
         ]
         if not rows:
             continue
-        top = max(rows, key=lambda r: (sign * r[metric], -r["epoch"]))
+        top = objective.best_epoch(rows)
         metrics = {
             k: v
             for k, v in top.items()

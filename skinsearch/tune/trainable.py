@@ -18,11 +18,11 @@ import ray
 import torch
 from ray import tune
 
-from skinsearch.board import TrialBoard
-from skinsearch.hparams import HParams
-from skinsearch.space import decode_config
-from skinsearch.spec import TrainSpec
-from skinsearch.trainer import Trainer
+from skinsearch.config.hparams import HParams
+from skinsearch.config.space import decode_config
+from skinsearch.config.spec import TrainSpec
+from skinsearch.tracking.board import TrialBoard
+from skinsearch.training.trainer import Trainer
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ artifacts of its best epoch. ``finish`` ends every run it opened, however the se
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import math
@@ -15,103 +14,31 @@ import os
 import shutil
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from skinsearch._files import write_failure
-from skinsearch.checkpoints import best_checkpoint, write_evaluation
+from skinsearch.config.objective import Objective
 from skinsearch.errors import SkinsearchError
-from skinsearch.storage import fetch, is_uri
-from skinsearch.trainer import STATE_FILE
+from skinsearch.store.layout import STATE_FILE
+from skinsearch.store.records import UNFINISHED_ENDS, TrialRecord
+from skinsearch.store.storage import fetch, is_uri
+from skinsearch.tracking.client import (
+    END_STATUS,
+    END_TAG,
+    SEARCH_TAG,
+    TRIAL_DIR_TAG,
+    TRIAL_TAG,
+    mlflow_client,
+)
+from skinsearch.training.checkpoints import best_checkpoint, write_evaluation
 
 log = logging.getLogger(__name__)
 
-#: How a trial ended -> MLflow run status.
-END_STATUS = {
-    "completed": "FINISHED",
-    "early_stopped": "FINISHED",
-    "stopped_by_asha": "FINISHED",
-    "errored": "FAILED",
-    "interrupted": "KILLED",
-    "storage_failed": "FAILED",  # stopped because the storage was full or refused a write
-}
-#: ends after which a resumed search runs the trial on
-UNFINISHED_ENDS = (None, "interrupted", "storage_failed")
 RETRY_DELAYS_S = (2.0, 5.0, 10.0)  # between attempts of a failed tracking call
 PROBE_EVERY_S = 5.0  # while MLflow is unreachable, calls in between are recorded, not tried
-SEARCH_TAG = "skinsearch.search"
-TRIAL_TAG = "skinsearch.trial_id"
-END_TAG = "skinsearch.end"
-TRIAL_DIR_TAG = "skinsearch.trial_dir"
-
-
-def check_tracking_uri(uri: str) -> None:
-    """Fail fast when an MLflow server does not answer (its client retries for minutes).
-
-    Raises:
-        SkinsearchError: naming the URI and what went wrong.
-    """
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as response:
-            response.read()
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise SkinsearchError(
-            f"MLflow server {uri} does not answer ({reason}); start it or pass another --mlflow-uri"
-        ) from None
-
-
-def mlflow_client(uri: str) -> Any:
-    """An ``MlflowClient`` for ``uri``. A SQLite store is created (or migrated) by the client's
-    constructor; two processes doing that at once break the file for good (MLflow's schema
-    migration is not safe to race), so here it happens under a lock file beside the database,
-    and searches started at the same moment on a new storage take turns."""
-    from mlflow.tracking import MlflowClient
-
-    path = sqlite_path(uri)
-    if path is None:
-        return MlflowClient(tracking_uri=uri)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.with_name(path.name + ".lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            return MlflowClient(tracking_uri=uri)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` tracking URI; None for any other URI."""
-    prefix = "sqlite:///"
-    return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
-
-
-def default_tracking_uri(storage: Path) -> str:
-    """The SQLite store under the storage folder (absolute, so trials and tools agree)."""
-    return f"sqlite:///{(storage / 'mlflow.db').resolve()}"
-
-
-@dataclass
-class TrialRecord:
-    """What the tracker knows of one trial."""
-
-    run_id: str
-    name: str
-    config: dict[str, Any]
-    trial_dir: str = ""
-    epochs: int = 0
-    last: dict[str, float] = field(default_factory=dict)
-    best: dict[str, float] = field(default_factory=dict)  # metrics of the best epoch
-    end: str | None = None
-    error: str = ""
-    closed: bool = False  # its MLflow run was ended
-    open_tried: bool = False  # creating its MLflow run was attempted
 
 
 class SearchTracker:
@@ -142,7 +69,7 @@ class SearchTracker:
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
         self.client = mlflow_client(tracking_uri)
         self.tracking_uri, self.search, self.metric = tracking_uri, search, metric
-        self.mode, self.sign = mode, (1.0 if mode == "max" else -1.0)
+        self.mode, self.objective = mode, Objective.of(metric, mode)
         self.experiment_id = self._experiment(experiment, artifact_root)
         self.parent_id = ""
         self.trials: dict[str, TrialRecord] = {}
@@ -271,6 +198,29 @@ class SearchTracker:
         ]
         return parents[0].info.run_id if parents else None
 
+    def log_search_artifacts(self, folder: Path, artifact_path: str) -> str:
+        """Attach a folder's files to this search's parent run (found in MLflow); its id.
+
+        Raises:
+            SkinsearchError: when MLflow has no run of this search.
+        """
+        parent = self.find_parent()
+        if parent is None:
+            raise SkinsearchError(
+                f"MLflow at {self.tracking_uri} has no run of search {self.search!r}"
+            )
+        self.client.log_artifacts(parent, str(folder), artifact_path=artifact_path)
+        return parent
+
+    def logged_steps(self, trial_id: str, metric: str) -> set[int]:
+        """The epochs at which the trial's run has ``metric``."""
+        history = self.client.get_metric_history(self.trials[trial_id].run_id, metric)
+        return {m.step for m in history}
+
+    def is_running(self, trial_id: str) -> bool:
+        """Whether MLflow still shows the trial's run as RUNNING."""
+        return bool(self.client.get_run(self.trials[trial_id].run_id).info.status == "RUNNING")
+
     def log_search_file(self, path: Path) -> None:
         """Attach a file (the resolved spec) to the parent run."""
         self.client.log_artifact(self.parent_id, str(path))
@@ -288,10 +238,9 @@ class SearchTracker:
         step = int(metrics["epoch"])
         record.epochs = max(record.epochs, step)
         record.last = metrics
-        score = metrics.get(self.metric, math.nan)
-        if not record.best or self.sign * score > self.sign * record.best.get(
-            self.metric, -math.inf * self.sign
-        ):
+        if not record.best or self.objective.value_of(metrics) > self.objective.value_of(
+            record.best
+        ):  # an equal epoch later on does not replace the earlier one
             record.best = dict(metrics)
         logged = {k: v for k, v in metrics.items() if k != "epoch"}
         # stamped now, so that a retry of a write the server did take is the same row again
@@ -379,6 +328,7 @@ class SearchTracker:
                     self.end_trial(trial_id, record.end or unfinished)
                 except Exception as exc:  # one bad run must not leave the others RUNNING
                     self.unlogged.append(f"end_trial {trial_id}: {_first_line(exc)}")
+        self.wait()  # every child ended (or its failure in ``unlogged``) before the parent
         if not self.parent_id:
             return
         try:
@@ -400,14 +350,10 @@ class SearchTracker:
 
     def best_trial(self) -> str | None:
         """The trial id with the best epoch on the search's metric, if any reported."""
-        scored = [
-            (tid, r.best[self.metric])
-            for tid, r in self.trials.items()
-            if _finite(r.best.get(self.metric))
-        ]
-        if not scored:
-            return None
-        return max(scored, key=lambda item: self.sign * item[1])[0]
+        scored = [tid for tid, r in self.trials.items() if _finite(r.best.get(self.metric))]
+        return self.objective.best(
+            scored, lambda tid: self.trials[tid].best[self.metric], lambda tid: tid
+        )
 
     def _log_best_artifacts(self, record: TrialRecord) -> None:
         if not record.trial_dir:

@@ -25,14 +25,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from skinsearch._files import signals_held
 from skinsearch._yaml import YamlTooLarge, load_yaml
-from skinsearch.checkpoints import write_evaluation
 from skinsearch.errors import ResultsError
-from skinsearch.storage import SEARCH_FILE
+from skinsearch.store.layout import SEARCH_FILE
+from skinsearch.training.checkpoints import write_evaluation
 
 if TYPE_CHECKING:
     import torch
 
-    from skinsearch.results import BestTrial
+    from skinsearch.results.select import BestTrial
 
 BUNDLE_FILES = ("config.yaml", "model_state.pt")  # what makes a folder a bundle
 #: every file an export writes; ``--force`` replaces a folder that holds these and nothing else
@@ -133,7 +133,7 @@ def _write_bundle(
 ) -> None:
     import torch
 
-    from skinsearch.hparams import HParams
+    from skinsearch.config.hparams import HParams
     from skinsearch.models import build_model
 
     hp = HParams.model_validate(state["hparams"])
@@ -265,8 +265,8 @@ def load_bundle(folder: Path) -> Bundle:
     """
     import torch
 
+    from skinsearch.config.hparams import HParams
     from skinsearch.data.decode import COLOUR_CONSTANCY
-    from skinsearch.hparams import HParams
     from skinsearch.models import build_model, model_names
 
     missing = [f for f in BUNDLE_FILES if not (folder / f).is_file()]
@@ -398,7 +398,7 @@ def predict(bundle: Path, images: list[Path]) -> list[Prediction]:
     from PIL import Image
 
     from skinsearch.data import load_image
-    from skinsearch.trainer import tta_proba
+    from skinsearch.training.trainer import tta_proba
 
     checked = load_bundle(bundle)
     prep = checked.preprocessing

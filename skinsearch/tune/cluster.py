@@ -8,8 +8,8 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from skinsearch.config.spec import SearchSpec
 from skinsearch.errors import SkinsearchError
-from skinsearch.spec import SearchSpec
 
 Echo = Callable[[str], None]
 

@@ -11,9 +11,10 @@ import math
 from pathlib import Path
 from typing import Any
 
-from skinsearch.metrics import Evaluation
-from skinsearch.plots import save_confusion_png
-from skinsearch.trainer import STATE_FILE
+from skinsearch.config.objective import Objective
+from skinsearch.store.layout import STATE_FILE
+from skinsearch.training.metrics import Evaluation
+from skinsearch.training.plots import save_confusion_png
 
 Checkpoint = tuple[Path, dict[str, Any]]  # folder, its state.json
 
@@ -46,8 +47,9 @@ def best_checkpoint(
     for folder, state in kept:
         if state["epoch"] == epoch:
             return folder, state, ""
-    sign = 1.0 if mode == "max" else -1.0
-    folder, state = max(kept, key=lambda fs: _score(fs[1]["metrics"].get(metric), sign))
+    folder, state = Objective.of(metric, mode).rank(
+        kept, lambda fs: fs[1]["metrics"].get(metric), lambda fs: fs[1]["epoch"]
+    )[0]
     note = ""
     if epoch is not None:
         note = (
@@ -72,10 +74,3 @@ def write_evaluation(folder: Path, state: dict[str, Any], title: str) -> None:
     (folder / "classification_report.txt").write_text(ev.report_text())
     (folder / "classification_report.json").write_text(json.dumps(ev.report(), indent=1))
     (folder / "metrics.json").write_text(json.dumps(state["metrics"], indent=1))
-
-
-def _score(value: Any, sign: float) -> float:
-    # undefined metrics (NaN, stored as null) rank last
-    if isinstance(value, int | float) and math.isfinite(value):
-        return sign * float(value)
-    return -math.inf

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from skinsearch.config.hparams import COMMON_HPARAMS, HParams, default_of
+from skinsearch.config.spec import Param, SearchSpec
 from skinsearch.errors import SpecError
-from skinsearch.hparams import COMMON_HPARAMS, HParams, default_of
 from skinsearch.models import model_hparams
 from skinsearch.models._registry import min_input_size
-from skinsearch.spec import Param, SearchSpec
 
 Config = dict[str, Any]
 

@@ -20,31 +20,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from skinsearch import space
 from skinsearch._files import SpaceGuard, press_ctrl_c, signals_held
-from skinsearch.callbacks import (
+from skinsearch.config import space
+from skinsearch.config.spec import SearchSpec
+from skinsearch.data import decode_dataset, scan_dataset
+from skinsearch.data.decode import fold_splits
+from skinsearch.data.synthetic import synthetic_root
+from skinsearch.errors import DataError, SkinsearchError
+from skinsearch.store.records import TrialRecord
+from skinsearch.store.searches import release_search_name, save_search_file
+from skinsearch.store.storage import Storage, basename
+from skinsearch.store.trials import read_trial
+from skinsearch.tracking.client import check_tracking_uri, default_tracking_uri
+from skinsearch.tracking.runs import SearchTracker
+from skinsearch.training.metrics import class_keys
+from skinsearch.tune.callbacks import (
     progress_callback,
     resume_callback,
     space_callback,
     tracking_callback,
 )
-from skinsearch.cluster import check_address, check_dashboard_host, start_ray
-from skinsearch.data import decode_dataset, scan_dataset
-from skinsearch.data.decode import fold_splits
-from skinsearch.data.synthetic import synthetic_root
-from skinsearch.errors import DataError, SkinsearchError
-from skinsearch.metrics import class_keys
-from skinsearch.searchers import scheduler, search_alg, tpe_trials, trial_configs
-from skinsearch.searches import release_search_name, save_search_file
-from skinsearch.spec import SearchSpec
-from skinsearch.storage import Storage, basename
-from skinsearch.tracking import (
-    SearchTracker,
-    TrialRecord,
-    check_tracking_uri,
-    default_tracking_uri,
-)
-from skinsearch.trials import read_trial
+from skinsearch.tune.cluster import check_address, check_dashboard_host, start_ray
+from skinsearch.tune.searchers import scheduler, search_alg, tpe_trials, trial_configs
 
 Echo = Callable[[str], None]
 
@@ -335,7 +332,7 @@ def _build_tuner(
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    from skinsearch.train import TrialContext, run_trial
+    from skinsearch.tune.trainable import TrialContext, run_trial
 
     # Tune's own TensorBoard logger would put a second, differently named set of scalars beside
     # ours; keep its CSV and JSON results (``best`` falls back on them) and nothing else.

@@ -24,19 +24,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from skinsearch import space
 from skinsearch._files import write_atomic
+from skinsearch.config import space
+from skinsearch.config.objective import Objective
+from skinsearch.config.spec import SchedulerSpec, SearchSpec
 from skinsearch.errors import Interrupted, ResultsError
-from skinsearch.searches import load_search
-from skinsearch.spec import SchedulerSpec, SearchSpec
-from skinsearch.storage import Storage
-from skinsearch.trials import read_trial
+from skinsearch.store.layout import CONFIRMATION_FILE
+from skinsearch.store.searches import load_search
+from skinsearch.store.storage import Storage
+from skinsearch.store.trials import read_trial
 
 if TYPE_CHECKING:
-    from skinsearch.tuner import RunOptions
+    from skinsearch.tune.tuner import RunOptions
 
 REPORTED = ["val_acc", "val_balanced_acc", "val_macro_f1", "val_auc", "val_loss"]
-CONFIRMATION_FILE = "confirmation.json"  # in the confirmed search's folder
 SEED_STEP = 1000  # seeds of the confirmation runs: the trial's seed + 1000, + 2000, ...
 
 
@@ -98,7 +99,7 @@ def top_configs(
     """The ``k`` best trials of a search by their best epoch on ``metric``: (name, config)."""
     saved, spec = load_search(experiment_dir)
     fixed = space.fixed_hparams(spec)
-    sign = 1.0 if mode == "max" else -1.0
+    objective = Objective.of(metric, mode)
     records = [
         r
         for folder in sorted(experiment_dir.glob("trial_*/"))
@@ -109,8 +110,8 @@ def top_configs(
         raise ResultsError(
             f"no trial of search {saved['search']!r} has reported {metric} yet; nothing to confirm"
         )
-    records.sort(key=lambda r: -sign * r.best[metric])
-    return [(r.name, r.config) for r in records[:k]]
+    ranked = objective.rank(records, lambda r: r.best[metric], lambda r: r.name)
+    return [(r.name, r.config) for r in ranked[:k]]
 
 
 def confirm(
@@ -166,7 +167,6 @@ def collect(experiment_dir: Path, folder: Path, plan: ConfirmPlan) -> Confirmati
         candidate = by_key.get(_key(_configuration(record.config)))
         if candidate is not None:
             candidate.runs.append((trial_dir, record.best))
-    sign = 1.0 if mode == "max" else -1.0
     scored = [c for c in candidates if c.runs]
     if not scored:
         raise ResultsError(
@@ -176,7 +176,11 @@ def collect(experiment_dir: Path, folder: Path, plan: ConfirmPlan) -> Confirmati
             f"--confirm {plan.k} --seeds {plan.seeds}"
             + (f" --folds {plan.folds}" if plan.folds else "")
         )
-    scored.sort(key=lambda c: -sign * _or_worst(c.mean_std(metric)[0], sign))
+    # a tie of means goes to the configuration that ranked first in the search
+    order = {id(c): i for i, c in enumerate(candidates)}
+    scored = Objective.of(metric, mode).rank(
+        scored, lambda c: c.mean_std(metric)[0], lambda c: order[id(c)]
+    )
     winner = scored[0]
     mean = winner.mean_std(metric)[0]
     representative = min(winner.runs, key=lambda run: abs(run[1].get(metric, math.inf) - mean))
@@ -218,9 +222,9 @@ def show_and_export(
 ) -> None:
     """Print the candidates and the winner, and export the winner's run closest to its mean
     to ``export_dir`` (its ``config.yaml`` records the protocol)."""
-    from skinsearch.bundle import export_bundle
-    from skinsearch.checkpoints import best_checkpoint
-    from skinsearch.results import BestTrial, TrialScore
+    from skinsearch.results.bundle import export_bundle
+    from skinsearch.results.select import BestTrial, TrialScore
+    from skinsearch.training.checkpoints import best_checkpoint
 
     plan = result.plan
     metric, mode = plan.metric, plan.mode
@@ -304,10 +308,6 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def _or_worst(value: float, sign: float) -> float:
-    return value if math.isfinite(value) else -math.inf * sign
-
-
 def _or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -334,8 +334,8 @@ def confirm_search(
     Raises:
         Interrupted: on Ctrl-C, with where the finished runs are.
     """
-    from skinsearch.searches import new_search_name
-    from skinsearch.tuner import run_search
+    from skinsearch.store.searches import new_search_name
+    from skinsearch.tune.tuner import run_search
 
     saved, _ = load_search(experiment_dir)
     storage = options.storage

@@ -17,8 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from skinsearch._messages import format_error, kind_of, message, short_number, shown
 from skinsearch._yaml import YamlTooLarge, error_location, error_problem, load_yaml
+from skinsearch.config.hparams import COMMON_HPARAMS, DISCRETE_ONLY, HParams
+from skinsearch.config.objective import Objective
 from skinsearch.errors import SpecError
-from skinsearch.hparams import COMMON_HPARAMS, DISCRETE_ONLY, HParams
 from skinsearch.models import model_hparams, model_names
 
 BUILTIN_PREFIX = "builtin:"
@@ -97,9 +98,12 @@ class TrainSpec(BaseModel):
     @property
     def resolved_mode(self) -> Literal["max", "min"]:
         """``mode``, or its default for the metric."""
-        if self.mode is not None:
-            return self.mode
-        return "min" if self.metric.endswith("_loss") else "max"
+        return self.objective.mode
+
+    @property
+    def objective(self) -> Objective:
+        """The metric and its direction: what "better" means for this search."""
+        return Objective.of(self.metric, self.mode)
 
 
 class SamplerSpec(BaseModel):

@@ -18,9 +18,10 @@ import yaml
 
 from skinsearch._files import write_atomic
 from skinsearch._yaml import YamlTooLarge, load_yaml
+from skinsearch.config.spec import SearchSpec, parse_spec
 from skinsearch.errors import ResultsError, SkinsearchError
-from skinsearch.spec import SearchSpec, parse_spec
-from skinsearch.storage import SEARCH_FILE, Storage, open_storage
+from skinsearch.store.layout import SEARCH_FILE
+from skinsearch.store.storage import Storage, open_storage
 
 
 def save_search_file(

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from skinsearch import space
-from skinsearch.spec import Param, SearchSpec
+from skinsearch.config import space
+from skinsearch.config.spec import Param, SearchSpec
 
 
 def trial_configs(

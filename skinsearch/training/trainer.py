@@ -20,19 +20,17 @@ import torch
 from torch import nn
 
 from skinsearch._files import write_atomic
+from skinsearch.config.hparams import HParams
+from skinsearch.config.space import model_hparam_names
+from skinsearch.config.spec import TrainSpec
 from skinsearch.data.augment import augment_batch, build_augment
 from skinsearch.data.batch_augment import BatchAugment
 from skinsearch.data.decode import DecodedData
-from skinsearch.hparams import HParams
-from skinsearch.metrics import Evaluation, evaluate
 from skinsearch.models import build_model
-from skinsearch.space import model_hparam_names
-from skinsearch.spec import TrainSpec
+from skinsearch.store.layout import MODEL_FILE, OPTIMIZER_FILE, STATE_FILE
+from skinsearch.training.metrics import Evaluation, evaluate
 
 EVAL_BATCH = 256
-STATE_FILE = "state.json"
-MODEL_FILE = "model.pt"
-OPTIMIZER_FILE = "optimizer.pt"
 
 
 @dataclass(frozen=True)

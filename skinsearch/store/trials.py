@@ -7,12 +7,12 @@ what a resumed search and ``skinsearch sync-mlflow`` rebuild the MLflow side fro
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-from skinsearch import space
-from skinsearch.tracking import TrialRecord
+from skinsearch.config import space
+from skinsearch.config.objective import Objective
+from skinsearch.store.records import TrialRecord
 
 
 def result_rows(folder: Path) -> list[dict[str, Any]]:
@@ -52,10 +52,7 @@ def read_trial(folder: Path, metric: str, mode: str, fixed: dict[str, Any]) -> T
     except (OSError, ValueError):
         return None
     rows = result_rows(folder)
-    sign = 1.0 if mode == "max" else -1.0
-    best: dict[str, Any] = max(
-        rows, key=lambda r: sign * r.get(metric, -math.inf * sign), default={}
-    )
+    best = Objective.of(metric, mode).best_epoch(rows)
     return TrialRecord(
         run_id="",
         name=folder.name,

@@ -1,0 +1,14 @@
+"""The names of the files skinsearch writes, in one place.
+
+A storage holds ``mlflow.db`` (the default tracking store) and one folder per search. A search
+folder holds ``search.yaml`` (the resolved spec and how the search was started), Tune's state,
+one ``trial_*`` folder per trial, and ``confirmation.json`` once it was confirmed. A trial folder
+holds Tune's ``params.json`` and ``result.json`` and ``checkpoint_*`` folders, each with a
+``state.json`` that describes it, the model and the optimizer.
+"""
+
+SEARCH_FILE = "search.yaml"
+CONFIRMATION_FILE = "confirmation.json"  # in the confirmed search's folder
+STATE_FILE = "state.json"  # in each checkpoint: epoch, metrics, hyperparameters, evaluation
+MODEL_FILE = "model.pt"
+OPTIMIZER_FILE = "optimizer.pt"

@@ -1,0 +1,39 @@
+"""Typed records of what a search leaves on disk and what is known of each trial."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class TrialEnd(StrEnum):
+    """How a trial ended (the ``skinsearch.end`` tag of its MLflow run)."""
+
+    COMPLETED = "completed"  # ran its max_epochs
+    EARLY_STOPPED = "early_stopped"  # its patience ran out
+    STOPPED_BY_ASHA = "stopped_by_asha"
+    ERRORED = "errored"
+    INTERRUPTED = "interrupted"  # Ctrl-C, SIGTERM, or the driver died
+    STORAGE_FAILED = "storage_failed"  # the search stopped itself for a full or failing storage
+
+
+#: ends after which a resumed search runs the trial on (None: it never ended)
+UNFINISHED_ENDS = (None, TrialEnd.INTERRUPTED, TrialEnd.STORAGE_FAILED)
+
+
+@dataclass
+class TrialRecord:
+    """What the tracker knows of one trial."""
+
+    run_id: str
+    name: str
+    config: dict[str, Any]
+    trial_dir: str = ""
+    epochs: int = 0
+    last: dict[str, float] = field(default_factory=dict)
+    best: dict[str, float] = field(default_factory=dict)  # metrics of the best epoch
+    end: str | None = None  # a TrialEnd
+    error: str = ""
+    closed: bool = False  # its MLflow run was ended
+    open_tried: bool = False  # creating its MLflow run was attempted

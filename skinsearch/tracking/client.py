@@ -1,0 +1,114 @@
+"""The MLflow client and the names skinsearch gives MLflow: the tags, the run status for each
+way a trial ends, and the read-only queries that ``best`` makes (``SearchTracker`` in ``runs.py``
+does the writing)."""
+
+from __future__ import annotations
+
+import fcntl
+import math
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from skinsearch.config.objective import Objective
+from skinsearch.errors import SkinsearchError
+from skinsearch.store.records import TrialEnd
+
+#: How a trial ended -> MLflow run status.
+END_STATUS: dict[str, str] = {
+    TrialEnd.COMPLETED: "FINISHED",
+    TrialEnd.EARLY_STOPPED: "FINISHED",
+    TrialEnd.STOPPED_BY_ASHA: "FINISHED",
+    TrialEnd.ERRORED: "FAILED",
+    TrialEnd.INTERRUPTED: "KILLED",
+    TrialEnd.STORAGE_FAILED: "FAILED",
+}
+SEARCH_TAG = "skinsearch.search"
+TRIAL_TAG = "skinsearch.trial_id"
+END_TAG = "skinsearch.end"
+TRIAL_DIR_TAG = "skinsearch.trial_dir"
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Fail fast when an MLflow server does not answer (its client retries for minutes).
+
+    Raises:
+        SkinsearchError: naming the URI and what went wrong.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as response:
+            response.read()
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise SkinsearchError(
+            f"MLflow server {uri} does not answer ({reason}); start it or pass another --mlflow-uri"
+        ) from None
+
+
+def mlflow_client(uri: str) -> Any:
+    """An ``MlflowClient`` for ``uri``. A SQLite store is created (or migrated) by the client's
+    constructor; two processes doing that at once break the file for good (MLflow's schema
+    migration is not safe to race), so here it happens under a lock file beside the database,
+    and searches started at the same moment on a new storage take turns."""
+    from mlflow.tracking import MlflowClient
+
+    path = sqlite_path(uri)
+    if path is None:
+        return MlflowClient(tracking_uri=uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.with_name(path.name + ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return MlflowClient(tracking_uri=uri)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI; None for any other URI."""
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
+
+
+def default_tracking_uri(storage: Path) -> str:
+    """The SQLite store under the storage folder (absolute, so trials and tools agree)."""
+    return f"sqlite:///{(storage / 'mlflow.db').resolve()}"
+
+
+@dataclass(frozen=True)
+class RunBest:
+    """A trial's best epoch on a metric, as its MLflow run holds it."""
+
+    trial_id: str
+    trial_dir: str  # as tagged: a path or a URI
+    value: float
+    epoch: int
+
+
+def best_epochs(uri: str, experiment: str, search: str, objective: Objective) -> list[RunBest]:
+    """Each trial run of ``search`` that logged ``objective.metric``: its best epoch (the earliest
+    of equals). Empty when MLflow has no such experiment."""
+    client = mlflow_client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`{SEARCH_TAG}` = '{search}' and tags.`{TRIAL_TAG}` != ''",
+        max_results=10_000,
+    )
+    found = []
+    for run in runs:
+        history = [
+            m
+            for m in client.get_metric_history(run.info.run_id, objective.metric)
+            if math.isfinite(m.value)
+        ]
+        top = objective.best(history, lambda m: m.value, lambda m: m.step)
+        if top is not None:
+            tags = run.data.tags
+            found.append(RunBest(tags[TRIAL_TAG], tags[TRIAL_DIR_TAG], top.value, top.step))
+    return found
