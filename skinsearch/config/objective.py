@@ -71,5 +71,5 @@ class Objective:
 
     def best_epoch(self, rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
         """The row of a trial's best epoch (the earliest of equals); {} for no rows."""
-        found = self.best(rows, self.value_of, lambda row: row.get("epoch", 0))
+        found = self.best(rows, lambda row: row.get(self.metric), lambda row: row.get("epoch", 0))
         return found if found is not None else {}
