@@ -7,79 +7,23 @@ its traceback.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import signal
 import sys
 import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import click
 
 from skinsearch import __version__
+from skinsearch._cli_support import DEFAULT_STORAGE, format_warning, search_options, user_errors
 from skinsearch.errors import Interrupted, SkinsearchError
 
 if TYPE_CHECKING:
-    pass
-
-F = TypeVar("F", bound=Callable[..., Any])
-DEFAULT_STORAGE = "skinsearch-results"
-
-
-class UserError(click.ClickException):
-    """Exit code 2 and one ``Error:`` line per problem."""
-
-    exit_code = 2
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
-
-    def show(self, file: Any = None) -> None:
-        """Print each problem as its own ``Error:`` line on stderr."""
-        for problem in self.problems:
-            click.echo(f"Error: {problem}", err=True)
-
-
-def _user_errors(command: F) -> F:
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except SkinsearchError as exc:
-            raise UserError(exc.problems) from None
-        except Interrupted as exc:
-            click.echo(f"Interrupted: {exc}", err=True)
-            sys.exit(130)
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            sys.exit(130)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _search_options(command: F) -> F:
-    """``--name``, ``--storage`` and ``--mlflow-uri``, for the commands that read a search."""
-    options = [
-        click.option("--name", help="Search name (default: the most recent under --storage)."),
-        click.option(
-            "--storage",
-            default=DEFAULT_STORAGE,
-            show_default=True,
-            help="Results folder, or s3://BUCKET/PREFIX.",
-        ),
-        click.option(
-            "--mlflow-uri",
-            envvar="MLFLOW_TRACKING_URI",
-            help="MLflow tracking URI (default: the one the search used).",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    from skinsearch.config.spec import SearchSpec
+    from skinsearch.tune.tuner import RunOptions, SearchOutcome
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -94,12 +38,12 @@ def main() -> None:
     # before raising it; skinsearch reports each failed tracking call in one line already
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     warnings.filterwarnings("default", message="skipped .* unreadable image")
-    warnings.formatwarning = _format_warning
+    warnings.formatwarning = format_warning
 
 
 @main.command()
 @click.argument("file", type=click.Path(path_type=Path))
-@_user_errors
+@user_errors
 def validate(file: Path) -> None:
     """Check a search-space FILE and print the space it resolves to, without starting Ray."""
     from skinsearch.config import space
@@ -161,7 +105,7 @@ def validate(file: Path) -> None:
     help="Carry on a stopped search (--name, default: the latest from FILE): finished trials are kept.",
 )
 @click.option("--no-confirm", is_flag=True, help="Skip the file's confirm: block.")
-@_user_errors
+@user_errors
 def run(
     file: Path,
     gpus: int | None,
@@ -181,18 +125,18 @@ def run(
     """Run the search that FILE describes on Ray Tune; then, when FILE has a confirm: block,
     retrain its top configurations with fresh seeds (or folds) and choose on the mean."""
     from skinsearch.config import space
-    from skinsearch.config.spec import load_spec
-    from skinsearch.results.confirm import ConfirmPlan, confirm_search, stored_plan
+    from skinsearch.config.spec import load_spec, with_overrides
     from skinsearch.results.summary import summary_lines
-    from skinsearch.store.searches import new_search_name, resumable, unfinished_confirmation
+    from skinsearch.store.searches import new_search_name, resumable
     from skinsearch.store.storage import open_storage
+    from skinsearch.tune.cluster import check_gpus
     from skinsearch.tune.tuner import RunOptions, run_search
 
-    spec = _with_overrides(load_spec(file), data_path, max_epochs)
+    spec = with_overrides(load_spec(file), data_path, max_epochs)
     space.check_space(spec, str(file))
     where = open_storage(storage, write=True)
     where.pull()  # the searches already there (a URI's), to name this one
-    gpus = _check_gpus(gpus, address)
+    gpus = check_gpus(gpus, address)
     if resume:
         name, mlflow_uri, max_trials = resumable(where, name or spec.name, spec, file)
     else:
@@ -212,6 +156,14 @@ def run(
     outcome = run_search(spec, options, echo=click.echo)
     for line in summary_lines(spec, outcome):
         click.echo(line)
+    _exit_if_stopped(outcome, name)
+    if spec.confirm is not None and not no_confirm:
+        _confirm_after_run(spec, file, options, outcome.experiment_dir)
+
+
+def _exit_if_stopped(outcome: SearchOutcome, name: str) -> None:
+    """Exit 1 for a search that stopped itself or produced nothing, 130/143 for an interrupted
+    one, each with the line that says what to do."""
     if outcome.failure:
         click.echo(
             f"Error: {outcome.failure}; finished trials are kept, unfinished ones are marked "
@@ -235,35 +187,43 @@ def run(
             err=True,
         )
         sys.exit(1)
-    if spec.confirm is not None and not no_confirm:
-        click.echo("")
-        plan = ConfirmPlan.from_spec(spec)
-        done = stored_plan(outcome.experiment_dir)
-        if done is not None and done[0] == plan:  # a resumed search that was confirmed before
-            click.echo(f"search {name} was confirmed before, in {done[1]}")
-        else:
-            # an unconfirmed search's latest confirmation is the one a Ctrl-C stopped
-            carry_on = unfinished_confirmation(where, name) if resume and done is None else None
-            try:
-                confirm_search(outcome.experiment_dir, plan, options, carry_on, echo=click.echo)
-            except Interrupted as exc:
-                raise Interrupted(
-                    f"{exc}; `skinsearch run {file} --resume` carries it on"
-                ) from None
-        click.echo(
-            f"confirmed winner: skinsearch best --storage {where} --name {name} "
-            f"--metric {plan.metric} --export bundles/{name}"
-        )
+
+
+def _confirm_after_run(
+    spec: SearchSpec, file: Path, options: RunOptions, experiment_dir: Path
+) -> None:
+    """The file's ``confirm:`` block, after its search (once: a resumed search confirmed before
+    says where)."""
+    from skinsearch.results.confirm import ConfirmPlan, confirm_search, stored_plan
+    from skinsearch.store.searches import unfinished_confirmation
+
+    name, where = options.name, options.storage
+    click.echo("")
+    plan = ConfirmPlan.from_spec(spec)
+    done = stored_plan(experiment_dir)
+    if done is not None and done[0] == plan:  # a resumed search that was confirmed before
+        click.echo(f"search {name} was confirmed before, in {done[1]}")
+    else:
+        # an unconfirmed search's latest confirmation is the one a Ctrl-C stopped
+        carry_on = unfinished_confirmation(where, name) if options.resume and done is None else None
+        try:
+            confirm_search(experiment_dir, plan, options, carry_on, echo=click.echo)
+        except Interrupted as exc:
+            raise Interrupted(f"{exc}; `skinsearch run {file} --resume` carries it on") from None
+    click.echo(
+        f"confirmed winner: skinsearch best --storage {where} --name {name} "
+        f"--metric {plan.metric} --export bundles/{name}"
+    )
 
 
 @main.command()
-@_search_options
+@search_options
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
     help="Folder for index.html and its figures (default: the search's report/).",
 )
-@_user_errors
+@user_errors
 def report(name: str | None, storage: str, out: Path | None, mlflow_uri: str | None) -> None:
     """Write an HTML report of a search (leaderboard, what each hyperparameter did, curves,
     confusion matrix, importance, ASHA) and attach it to the search's MLflow run."""
@@ -288,8 +248,8 @@ def report(name: str | None, storage: str, out: Path | None, mlflow_uri: str | N
 
 
 @main.command("sync-mlflow")
-@_search_options
-@_user_errors
+@search_options
+@user_errors
 def sync_mlflow(name: str | None, storage: str, mlflow_uri: str | None) -> None:
     """Re-log a search's trials into MLflow from Tune's files (after the server was down)."""
     from skinsearch.store.searches import open_search
@@ -300,7 +260,7 @@ def sync_mlflow(name: str | None, storage: str, mlflow_uri: str | None) -> None:
 
 
 @main.command()
-@_search_options
+@search_options
 @click.option("--metric", default="val_acc", show_default=True, help="Any reported metric.")
 @click.option(
     "--mode", type=click.Choice(["max", "min"]), help="Default: min for *_loss, else max."
@@ -332,7 +292,7 @@ def sync_mlflow(name: str | None, storage: str, mlflow_uri: str | None) -> None:
 @click.option(
     "--single", is_flag=True, help="The best single trial, even when the search was confirmed."
 )
-@_user_errors
+@user_errors
 def best(
     name: str | None,
     storage: str,
@@ -354,8 +314,8 @@ def best(
     each seed, print mean ± std of every metric, and choose the winner on the mean; --export
     then writes the winner's run closest to that mean. A search confirmed before (by --confirm
     or its file's confirm: block) shows that confirmed winner when asked for the same metric."""
-    from skinsearch.results.bundle import check_export_dir
     from skinsearch.results.confirm import ConfirmPlan, confirm_search, recall, show_and_export
+    from skinsearch.results.export import check_export_dir
     from skinsearch.results.select import show_best
     from skinsearch.store.searches import open_search
     from skinsearch.store.storage import open_storage
@@ -395,52 +355,13 @@ def best(
 @main.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@_user_errors
+@user_errors
 def predict(bundle: Path, images: tuple[Path, ...]) -> None:
     """Classify IMAGES with an exported BUNDLE: the class and its probability for each."""
-    from skinsearch.results.bundle import predict as run_predict
+    from skinsearch.results.predict import predict as run_predict
 
     for p in run_predict(bundle, list(images)):
         click.echo(f"{p.image}\t{p.label}\t{p.probability:.3f}")
-
-
-# -- helpers ---------------------------------------------------------------------------------
-
-
-def _format_warning(
-    message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any
-) -> str:
-    # a warning for users (skipped images) is one line, not a source excerpt
-    return f"Warning: {message}\n"
-
-
-def _with_overrides(spec: Any, data_path: str | None, max_epochs: int | None) -> Any:
-    from pydantic import ValidationError
-
-    if data_path is not None:
-        try:
-            data = spec.data.model_validate({**spec.data.model_dump(), "path": data_path})
-        except ValidationError as exc:
-            raise SkinsearchError(f"--data: {exc.errors()[0]['ctx']['error']}") from None
-        spec = spec.model_copy(update={"data": data})
-    if max_epochs is not None:
-        spec = spec.model_copy(
-            update={"train": spec.train.model_copy(update={"max_epochs": max_epochs})}
-        )
-    return spec.model_copy(update={"data": spec.data.resolved()})
-
-
-def _check_gpus(gpus: int | None, address: str | None) -> int | None:
-    if address is not None or gpus is None or gpus == 0:
-        return gpus
-    import torch
-
-    present = torch.cuda.device_count()
-    if gpus > present:
-        raise SkinsearchError(
-            f"--gpus {gpus}: this machine has {present} GPU(s); pass --gpus {present} or fewer"
-        )
-    return gpus
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -51,11 +51,10 @@ def test_validate_says_when_runs_never_stop_early() -> None:
 
 
 def test_data_on_the_command_line_keeps_the_files_other_data_settings(tmp_path: Path) -> None:
-    from skinsearch.cli import _with_overrides
-    from skinsearch.config.spec import load_spec
+    from skinsearch.config.spec import load_spec, with_overrides
 
     spec = load_spec(SEARCH_SPACES / "../docs/experiments/cnn_plus_winner_shades_of_gray.yaml")
-    overridden = _with_overrides(spec, str(tmp_path), None).data
+    overridden = with_overrides(spec, str(tmp_path), None).data
     assert overridden.path == str(tmp_path.resolve())
     assert overridden.colour_constancy == "shades_of_gray"
 

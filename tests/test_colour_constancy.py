@@ -24,7 +24,7 @@ from skinsearch.data.decode import (
 )
 from skinsearch.errors import ResultsError
 from skinsearch.models import build_model
-from skinsearch.results.bundle import predict
+from skinsearch.results.predict import predict
 
 
 def scene(seed: int = 0, size: int = 32) -> np.ndarray:

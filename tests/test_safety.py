@@ -131,7 +131,7 @@ def bundle_files(folder: Path, tag: str) -> None:
 def test_an_interrupted_force_export_keeps_the_old_bundle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from skinsearch.results import bundle
+    from skinsearch.results import export as bundle
 
     storage = fake_storage(tmp_path / "results")
     checkpoint = storage / "s" / "trial_1" / "checkpoint_000001"

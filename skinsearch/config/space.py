@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from skinsearch.config.hparams import COMMON_HPARAMS, HParams, default_of
-from skinsearch.config.spec import Param, SearchSpec
+from skinsearch.config.params import Param
+from skinsearch.config.spec import SearchSpec
 from skinsearch.errors import SpecError
 from skinsearch.models import model_hparams
 from skinsearch.models._registry import min_input_size

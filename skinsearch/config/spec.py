@@ -15,12 +15,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from skinsearch._messages import format_error, kind_of, message, short_number, shown
+from skinsearch._messages import format_error, kind_of, shown
 from skinsearch._yaml import YamlTooLarge, error_location, error_problem, load_yaml
-from skinsearch.config.hparams import COMMON_HPARAMS, DISCRETE_ONLY, HParams
 from skinsearch.config.objective import Objective
-from skinsearch.errors import SpecError
-from skinsearch.models import model_hparams, model_names
+from skinsearch.config.params import Param, param_to_yaml, parse_params
+from skinsearch.errors import SkinsearchError, SpecError
+from skinsearch.models import model_names
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_DATASETS = ("synthetic",)
@@ -33,7 +33,6 @@ METRICS = (
     "train_acc",
     "train_loss",
 )
-PARAM_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
@@ -167,30 +166,6 @@ class ConfirmSpec(BaseModel):
         return self.seeds or (1 if self.folds else 3)
 
 
-class Param(BaseModel):
-    """One hyperparameter's search domain."""
-
-    model_config = ConfigDict(frozen=True)
-
-    kind: Literal["fixed", "grid", "choice", "uniform", "loguniform", "randint"]
-    values: tuple[Any, ...] = ()  # fixed: the value; grid and choice: the options
-    low: float = 0.0  # ranges: bounds, both inclusive
-    high: float = 0.0
-
-    @property
-    def is_discrete(self) -> bool:
-        """True when the domain is a finite list of values."""
-        return self.kind in ("fixed", "grid", "choice")
-
-    def describe(self) -> str:
-        """A short human-readable form, as written in YAML."""
-        if self.kind == "fixed":
-            return repr(self.values[0])
-        if self.is_discrete:
-            return f"{self.kind} {list(self.values)}"
-        return f"{self.kind} [{short_number(self.low)}, {short_number(self.high)}]"
-
-
 class SearchSpec(BaseModel):
     """A validated search-space file."""
 
@@ -219,7 +194,7 @@ class SearchSpec(BaseModel):
         if self.confirm is not None:  # absent otherwise, as in files written before it existed
             out["confirm"] = self.confirm.model_dump(mode="json")
         out["scheduler"] = self.scheduler.model_dump(mode="json")
-        out["params"] = {name: _param_to_yaml(p) for name, p in self.params.items()}
+        out["params"] = {name: param_to_yaml(p) for name, p in self.params.items()}
         return out
 
 
@@ -274,7 +249,7 @@ def parse_spec(raw: Any, source: str = "<spec>") -> SearchSpec:
     if not isinstance(raw_params, dict):
         problems.append(f"params: expected a mapping of hyperparameters, got {kind_of(raw_params)}")
     elif model is not None:
-        params = _parse_params(raw_params, model, problems)
+        params = parse_params(raw_params, model, problems)
     if problems:
         raise SpecError(*(f"{source}: {p}" for p in problems))
     assert spec is not None
@@ -299,126 +274,21 @@ def _non_finite(value: Any, where: str = "") -> list[tuple[str, float]]:
 # -- hyperparameters ---------------------------------------------------------------------------
 
 
-def _parse_params(raw: dict[str, Any], model: str, problems: list[str]) -> dict[str, Param]:
-    allowed = COMMON_HPARAMS | model_hparams(model)
-    params: dict[str, Param] = {}
-    for name, value in raw.items():
-        where = f"params.{name}"
-        if name not in HParams.model_fields or name == "seed":
-            problems.append(
-                f"{where}: unknown hyperparameter (valid for {model}: {', '.join(sorted(allowed))})"
-            )
-        elif name not in allowed:
-            problems.append(
-                f"{where}: not a hyperparameter of model {model!r} (it takes: {', '.join(sorted(allowed))})"
-            )
-        else:
-            param = _parse_param(name, value, where, problems)
-            if param is not None:
-                params[name] = param
-    return params
+def with_overrides(spec: SearchSpec, data_path: str | None, max_epochs: int | None) -> SearchSpec:
+    """The spec with ``--data`` and ``--max-epochs`` applied, its data path resolved.
 
+    Raises:
+        SkinsearchError: for a ``--data`` value that names no usable data set.
+    """
 
-def _parse_param(name: str, value: Any, where: str, problems: list[str]) -> Param | None:
-    before = len(problems)
-    if isinstance(value, dict):
-        if len(value) != 1 or next(iter(value)) not in PARAM_KINDS:
-            keys = ", ".join(map(str, value)) or "none"
-            problems.append(
-                f"{where}: expected a value or one key of {', '.join(PARAM_KINDS)}, got keys: {keys}"
-            )
-            return None
-        kind, body = next(iter(value.items()))  # one of PARAM_KINDS, checked above
-    elif isinstance(value, list) and not _is_list_field(name):
-        problems.append(
-            f"{where}: expected a single value, got a list (write `grid: [...]` or `choice: [...]` to search over values)"
+    if data_path is not None:
+        try:
+            data = spec.data.model_validate({**spec.data.model_dump(), "path": data_path})
+        except ValidationError as exc:
+            raise SkinsearchError(f"--data: {exc.errors()[0]['ctx']['error']}") from None
+        spec = spec.model_copy(update={"data": data})
+    if max_epochs is not None:
+        spec = spec.model_copy(
+            update={"train": spec.train.model_copy(update={"max_epochs": max_epochs})}
         )
-        return None
-    else:
-        kind, body = "fixed", [value]
-    where_kind = where if kind == "fixed" else f"{where}.{kind}"
-    if name in DISCRETE_ONLY and kind in ("uniform", "loguniform", "randint"):
-        problems.append(
-            f"{where}: must be a value, grid or choice, not a range ({DISCRETE_ONLY[name]})"
-        )
-        return None
-    if kind in ("fixed", "grid", "choice"):
-        if not isinstance(body, list) or not body:
-            problems.append(
-                f"{where_kind}: must be a non-empty list of values, got "
-                + ("an empty list" if body == [] else kind_of(body))
-            )
-            return None
-        for i, item in enumerate(body):
-            item_where = where_kind if kind == "fixed" else f"{where_kind}[{i}]"
-            _check_value(name, item, item_where, problems)
-        return (
-            None
-            if len(problems) > before
-            else Param.model_validate({"kind": kind, "values": tuple(body)})
-        )
-    return _parse_range(name, kind, body, where_kind, problems)
-
-
-def _parse_range(name: str, kind: str, body: Any, where: str, problems: list[str]) -> Param | None:
-    annotation = HParams.model_fields[name].annotation
-    if annotation not in (int, float):
-        problems.append(f"{where}: {name} takes no range; use grid or choice")
-        return None
-    if kind == "randint" and annotation is not int:
-        problems.append(
-            f"{where}: randint is for integer hyperparameters; use uniform or loguniform for {name}"
-        )
-        return None
-    if kind != "randint" and annotation is int:
-        problems.append(f"{where}: {name} is an integer; use randint, grid or choice")
-        return None
-    if not (isinstance(body, list) and len(body) == 2 and all(_is_number(b) for b in body)):
-        problems.append(f"{where}: must be [low, high], two numbers, got {shown(body)}")
-        return None
-    low, high = body
-    if kind == "randint" and not all(isinstance(b, int) for b in body):
-        problems.append(f"{where}: bounds must be integers, got {shown(body)}")
-        return None
-    if low >= high:
-        problems.append(f"{where}: low must be < high, got [{low}, {high}]")
-        return None
-    if kind == "loguniform" and low <= 0:
-        problems.append(f"{where}[0]: must be > 0 for a log scale, got {low}")
-        return None
-    before = len(problems)
-    for i, bound in enumerate(body):
-        _check_value(name, bound, f"{where}[{i}]", problems)
-    return (
-        None
-        if len(problems) > before
-        else Param.model_validate({"kind": kind, "low": low, "high": high})
-    )
-
-
-def _check_value(name: str, value: Any, where: str, problems: list[str]) -> None:
-    try:
-        HParams.model_validate({name: value}, strict=True)
-    except ValidationError as exc:
-        for err in exc.errors():
-            sub = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"][1:])
-            problems.append(f"{where}{sub}: {message(err)}")
-
-
-def _is_list_field(name: str) -> bool:
-    return getattr(HParams.model_fields[name].annotation, "__origin__", None) is list
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _param_to_yaml(param: Param) -> Any:
-    if param.kind == "fixed":
-        return param.values[0]
-    if param.is_discrete:
-        return {param.kind: list(param.values)}
-    low, high = (
-        (int(param.low), int(param.high)) if param.kind == "randint" else (param.low, param.high)
-    )
-    return {param.kind: [low, high]}
+    return spec.model_copy(update={"data": spec.data.resolved()})

@@ -222,7 +222,7 @@ def show_and_export(
 ) -> None:
     """Print the candidates and the winner, and export the winner's run closest to its mean
     to ``export_dir`` (its ``config.yaml`` records the protocol)."""
-    from skinsearch.results.bundle import export_bundle
+    from skinsearch.results.export import export_bundle
     from skinsearch.results.select import BestTrial, TrialScore
     from skinsearch.training.checkpoints import best_checkpoint
 

@@ -1,4 +1,4 @@
-"""After a search: find the best trial and show it (``bundle.py`` exports it and predicts).
+"""After a search: find the best trial and show it (``export.py`` exports it, ``predict.py`` reads it).
 
 The best trial is the one whose best epoch scores best on the chosen metric. Scores come from
 MLflow (the trials' child runs) and, where MLflow cannot answer, from Tune's ``result.json`` files.
@@ -89,7 +89,7 @@ def show_best(
 ) -> None:
     """Print the best single trial (``find_best``): its epoch's metrics and its configuration;
     with ``export_dir``, export its checkpoint of that epoch there."""
-    from skinsearch.results.bundle import export_bundle
+    from skinsearch.results.export import export_bundle
     from skinsearch.training.checkpoints import best_checkpoint
 
     result = find_best(experiment_dir, metric, mode, tracking_uri)

@@ -96,7 +96,11 @@ def summary_lines(spec: SearchSpec, outcome: SearchOutcome) -> list[str]:
         )
     if not outcome.trials:  # stopped before any trial started: nothing to look at
         return lines
-    lines.append("")
+    return [*lines, "", *_where_to_look(spec, outcome, storage, name)]
+
+
+def _where_to_look(spec: SearchSpec, outcome: SearchOutcome, storage: str, name: str) -> list[str]:
+    lines, metric = [], spec.train.metric
     if storage == str(outcome.experiment_dir.parent):
         lines.append(f"results:     {outcome.experiment_dir}")
     else:

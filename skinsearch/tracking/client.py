@@ -5,12 +5,15 @@ does the writing)."""
 from __future__ import annotations
 
 import fcntl
+import json
 import math
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from skinsearch._files import write_failure
 from skinsearch.config.objective import Objective
 from skinsearch.errors import SkinsearchError
 from skinsearch.store.records import TrialEnd
@@ -67,6 +70,18 @@ def mlflow_client(uri: str) -> Any:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def experiment_id(client: Any, name: str, artifact_root: Path | None) -> str:
+    """The id of MLflow experiment ``name``: made (artifacts under ``artifact_root``, if given)
+    or restored from MLflow's trash when needed."""
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        if existing.lifecycle_stage == "deleted":
+            client.restore_experiment(existing.experiment_id)
+        return str(existing.experiment_id)
+    location = (artifact_root / name).resolve().as_uri() if artifact_root else None
+    return str(client.create_experiment(name, artifact_location=location))
+
+
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` tracking URI; None for any other URI."""
     prefix = "sqlite:///"
@@ -112,3 +127,29 @@ def best_epochs(uri: str, experiment: str, search: str, objective: Objective) ->
             tags = run.data.tags
             found.append(RunBest(tags[TRIAL_TAG], tags[TRIAL_DIR_TAG], top.value, top.step))
     return found
+
+
+# -- values as MLflow takes them ------------------------------------------------------------
+
+
+def now_ms() -> int:
+    """Now, in MLflow's milliseconds."""
+    return int(time.time() * 1000)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception in one line (a failed write: the storage's own words)."""
+    text = str(exc).strip()
+    if failed := write_failure(exc):  # SQLite's own line comes after SQLAlchemy's preamble
+        return f"{failed} ({exc.__class__.__name__})"
+    return (text.splitlines()[0] if text else exc.__class__.__name__)[:300]
+
+
+def finite(value: Any) -> bool:
+    """Whether ``value`` is a number MLflow can store as a metric."""
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def param_text(value: Any) -> str:
+    """A hyperparameter as an MLflow param: lists as JSON."""
+    return json.dumps(value) if isinstance(value, list | tuple | dict) else str(value)

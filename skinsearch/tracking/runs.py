@@ -7,9 +7,7 @@ artifacts of its best epoch. ``finish`` ends every run it opened, however the se
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -19,7 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from skinsearch._files import write_failure
 from skinsearch.config.objective import Objective
 from skinsearch.errors import SkinsearchError
 from skinsearch.store.layout import STATE_FILE
@@ -31,7 +28,12 @@ from skinsearch.tracking.client import (
     SEARCH_TAG,
     TRIAL_DIR_TAG,
     TRIAL_TAG,
+    experiment_id,
+    finite,
+    first_line,
     mlflow_client,
+    now_ms,
+    param_text,
 )
 from skinsearch.training.checkpoints import best_checkpoint, write_evaluation
 
@@ -70,7 +72,7 @@ class SearchTracker:
         self.client = mlflow_client(tracking_uri)
         self.tracking_uri, self.search, self.metric = tracking_uri, search, metric
         self.mode, self.objective = mode, Objective.of(metric, mode)
-        self.experiment_id = self._experiment(experiment, artifact_root)
+        self.experiment_id = experiment_id(self.client, experiment, artifact_root)
         self.parent_id = ""
         self.trials: dict[str, TrialRecord] = {}
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="skinsearch-mlflow")
@@ -109,11 +111,11 @@ class SearchTracker:
                             "MLflow at %s failed (%s); the search goes on and Tune's files keep "
                             "every result; retrying every %gs",
                             self.tracking_uri,
-                            _first_line(exc),
+                            first_line(exc),
                             PROBE_EVERY_S,
                         )
                     self._unreachable = True
-                    self.unlogged.append(f"{what}: {_first_line(exc)}")
+                    self.unlogged.append(f"{what}: {first_line(exc)}")
                     return
                 if self._unreachable:
                     log.warning("MLflow at %s answers again", self.tracking_uri)
@@ -245,7 +247,7 @@ class SearchTracker:
         logged = {k: v for k, v in metrics.items() if k != "epoch"}
         # stamped now, so that a retry of a write the server did take is the same row again
         # (MLflow stores an identical metric row once), not a second point at this step
-        self._io(self._log_trial, trial_id, logged, step, _now_ms())
+        self._io(self._log_trial, trial_id, logged, step, now_ms())
 
     def end_trial(self, trial_id: str, end: str, error: str = "") -> None:
         """Record how a trial ended and close its run: summary metrics, best-epoch artifacts."""
@@ -327,14 +329,14 @@ class SearchTracker:
                 try:
                     self.end_trial(trial_id, record.end or unfinished)
                 except Exception as exc:  # one bad run must not leave the others RUNNING
-                    self.unlogged.append(f"end_trial {trial_id}: {_first_line(exc)}")
+                    self.unlogged.append(f"end_trial {trial_id}: {first_line(exc)}")
         self.wait()  # every child ended (or its failure in ``unlogged``) before the parent
         if not self.parent_id:
             return
         try:
             self._close_parent("FAILED" if failed else "KILLED" if interrupted else "FINISHED")
         except Exception as exc:
-            self.unlogged.append(f"finish {self.search}: {_first_line(exc)}")
+            self.unlogged.append(f"finish {self.search}: {first_line(exc)}")
 
     def _close_parent(self, status: str) -> None:
         ended = [r.end for r in self.trials.values()]
@@ -350,7 +352,7 @@ class SearchTracker:
 
     def best_trial(self) -> str | None:
         """The trial id with the best epoch on the search's metric, if any reported."""
-        scored = [tid for tid, r in self.trials.items() if _finite(r.best.get(self.metric))]
+        scored = [tid for tid, r in self.trials.items() if finite(r.best.get(self.metric))]
         return self.objective.best(
             scored, lambda tid: self.trials[tid].best[self.metric], lambda tid: tid
         )
@@ -373,15 +375,6 @@ class SearchTracker:
             write_evaluation(Path(tmp), state, f"{record.name}, epoch {state['epoch']}")
             self.client.log_artifacts(record.run_id, tmp, artifact_path="best_epoch")
 
-    def _experiment(self, name: str, artifact_root: Path | None) -> str:
-        existing = self.client.get_experiment_by_name(name)
-        if existing is not None:
-            if existing.lifecycle_stage == "deleted":
-                self.client.restore_experiment(existing.experiment_id)
-            return str(existing.experiment_id)
-        location = (artifact_root / name).resolve().as_uri() if artifact_root else None
-        return str(self.client.create_experiment(name, artifact_location=location))
-
     def _log(
         self,
         run_id: str,
@@ -392,30 +385,11 @@ class SearchTracker:
     ) -> None:
         from mlflow.entities import Metric, Param
 
-        now = _now_ms() if stamp is None else stamp
+        now = now_ms() if stamp is None else stamp
         self.client.log_batch(
             run_id,
             metrics=[
-                Metric(k, float(v), now, step) for k, v in (metrics or {}).items() if _finite(v)
+                Metric(k, float(v), now, step) for k, v in (metrics or {}).items() if finite(v)
             ],
-            params=[Param(k, _param_text(v)) for k, v in (params or {}).items()],
+            params=[Param(k, param_text(v)) for k, v in (params or {}).items()],
         )
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    if failed := write_failure(exc):  # SQLite's own line comes after SQLAlchemy's preamble
-        return f"{failed} ({exc.__class__.__name__})"
-    return (text.splitlines()[0] if text else exc.__class__.__name__)[:300]
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
-
-
-def _param_text(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, list | tuple | dict) else str(value)

@@ -159,3 +159,17 @@ def _unschedulable(spec: SearchSpec, resources: dict[str, float]) -> str:
             "Ray has; lower it, or give Ray more with --gpus"
         )
     return ""
+
+
+def check_gpus(gpus: int | None, address: str | None) -> int | None:
+    if address is not None or gpus is None or gpus == 0:
+        return gpus
+    """``--gpus``, checked against this machine's GPUs when Ray is started here."""
+    import torch
+
+    present = torch.cuda.device_count()
+    if gpus > present:
+        raise SkinsearchError(
+            f"--gpus {gpus}: this machine has {present} GPU(s); pass --gpus {present} or fewer"
+        )
+    return gpus

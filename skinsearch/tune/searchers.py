@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from skinsearch.config import space
-from skinsearch.config.spec import Param, SearchSpec
+from skinsearch.config.params import Param
+from skinsearch.config.spec import SearchSpec
 
 
 def trial_configs(

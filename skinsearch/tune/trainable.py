@@ -82,11 +82,7 @@ def run_trial(config: dict[str, Any], *, context: TrialContext) -> None:
             metrics: dict[str, Any] = {
                 **result.metrics,
                 "time_fit_s": fit_seconds,
-                # this run of the trial so far, and when it started: Tune's own timestamps are
-                # whole seconds, too coarse to measure what a trial spends outside fit_epoch
-                "time_trial_s": time.perf_counter() - trial_clock,
-                "trial_started_at": started_at,
-                "peak_rss_mb": _peak_rss_mb(),
+                **_clocks(trial_clock, started_at),
                 "node_id": node_id,  # which Ray node ran this epoch (a cluster's results show it)
                 "stop_reason": result.stop_reason or "",
             }
@@ -104,6 +100,16 @@ def run_trial(config: dict[str, Any], *, context: TrialContext) -> None:
 
 
 DETERMINISTIC_FAILURES = (FloatingPointError, torch.cuda.OutOfMemoryError)
+
+
+def _clocks(trial_clock: float, started_at: float) -> dict[str, float]:
+    # this run of the trial so far, and when it started: Tune's own timestamps are whole
+    # seconds, too coarse to measure what a trial spends outside fit_epoch
+    return {
+        "time_trial_s": time.perf_counter() - trial_clock,
+        "trial_started_at": started_at,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
 
 
 def failure(exc: BaseException, hp: HParams) -> dict[str, str]:

@@ -2,16 +2,13 @@
 
 ``run_search`` decodes the data once per input size, starts (or joins) Ray, runs the Tuner with
 ASHA and the chosen sampler, tracks every trial in MLflow from the driver, and ends every MLflow
-run whatever happens. Ray is used here (the Tuner), in ``searchers.py`` (the searcher and scheduler), ``cluster.py``
-(starting or joining Ray), ``callbacks.py`` (trial events) and ``train.py`` (the trainable), and
-nowhere else.
+run whatever happens. The Tuner itself is built in ``build.py``; the ``tune`` package is the
+only place skinsearch uses Ray.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import logging
 import os
 import signal
 import threading
@@ -25,6 +22,7 @@ from skinsearch.config import space
 from skinsearch.config.spec import SearchSpec
 from skinsearch.data import decode_dataset, scan_dataset
 from skinsearch.data.decode import fold_splits
+from skinsearch.data.folders import DatasetFiles
 from skinsearch.data.synthetic import synthetic_root
 from skinsearch.errors import DataError, SkinsearchError
 from skinsearch.store.records import TrialRecord
@@ -34,14 +32,9 @@ from skinsearch.store.trials import read_trial
 from skinsearch.tracking.client import check_tracking_uri, default_tracking_uri
 from skinsearch.tracking.runs import SearchTracker
 from skinsearch.training.metrics import class_keys
-from skinsearch.tune.callbacks import (
-    progress_callback,
-    resume_callback,
-    space_callback,
-    tracking_callback,
-)
+from skinsearch.tune.build import TunerInputs, build_tuner
 from skinsearch.tune.cluster import check_address, check_dashboard_host, start_ray
-from skinsearch.tune.searchers import scheduler, search_alg, tpe_trials, trial_configs
+from skinsearch.tune.searchers import tpe_trials, trial_configs
 
 Echo = Callable[[str], None]
 
@@ -117,34 +110,21 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
         f"data: {files.root} ({len(files.class_names)} classes, {len(files.train)} train / "
         f"{len(files.val)} val images; val: {files.split})"
     )
-    tracking_uri = (
-        options.mlflow_uri
-        or os.environ.get("MLFLOW_TRACKING_URI")
-        or default_tracking_uri(options.storage.folder)
-    )
+    tracking_uri = options.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    tracking_uri = tracking_uri or default_tracking_uri(options.storage.folder)
     # a local storage's free space is watched: a full disk stops the search, never truncates it
     guard = SpaceGuard(options.storage.folder) if options.storage.uri is None else None
     if guard is not None and (problem := guard.preflight()):
         raise SkinsearchError(problem)
     tracker = _tracker(spec, options, tracking_uri)  # an unusable MLflow fails here, before Ray
-    experiment_dir = options.storage.folder / options.name  # for a URI, its local mirror
-    outcome = SearchOutcome(experiment_dir, tracking_uri, str(options.storage), planned=planned)
-
-    import ray
-
-    sizes = space.input_sizes(spec)
+    outcome = SearchOutcome(
+        options.storage.folder / options.name,  # for a URI, its local mirror
+        tracking_uri,
+        str(options.storage),
+        planned=planned,
+    )
     # unreadable data fails here, before Ray starts
-    decoded = decode_dataset(files, sizes, spec.data.colour_constancy)
-    datasets = {
-        (size, fold): d
-        for size, whole in decoded.items()
-        for fold, d in (
-            enumerate(fold_splits(whole, options.folds, spec.search.seed))
-            if options.folds
-            else [(None, whole)]
-        )
-    }
-    del decoded
+    datasets = _decode(spec, files, options.folds, configs)
     sigterm_before = signal.getsignal(signal.SIGTERM)
     with signals_held() as held:  # a KeyboardInterrupt inside ray.init can be lost there
         start_ray(options.address, options.cpus, options.gpus, spec, echo, options.dashboard_host)
@@ -155,54 +135,10 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
         if held:
             outcome.signal = held[0]
             raise KeyboardInterrupt
-        refs = {key: ray.put(d) for key, d in datasets.items()}
-        stored = sum(d.nbytes for d in datasets.values()) / 2**20
-        folds = f" as {options.folds} k-fold splits of train+val" if options.folds else ""
-        echo(
-            f"decoded {len(files.train) + len(files.val)} images once, at "
-            f"{', '.join(f'{s}x{s}' for s in sizes)}{folds}; {stored:.0f} MiB in Ray's object "
-            "store, shared by all trials"
-        )
+        refs = _put(datasets, len(files.train) + len(files.val), options.folds, echo)
         del datasets  # the object store holds the one copy
-        if options.resume:
-            fixed = space.fixed_hparams(spec)
-            options.storage.pull(options.name, models=False)
-            tracker.resume_search(
-                lambda location: read_trial(
-                    experiment_dir / basename(location),  # trials sit right under it
-                    spec.train.metric,
-                    spec.train.resolved_mode,
-                    fixed,
-                )
-            )
-        else:
-            experiment_dir.mkdir(parents=True, exist_ok=True)
-            search_file = save_search_file(
-                experiment_dir,
-                spec,
-                options.name,
-                files.class_names,
-                planned,
-                options.storage,
-                tracking_uri,
-                options.folds,
-                options.confirms,
-            )
-            options.storage.push(search_file)
-            tracker.start_search(
-                _search_params(spec, options, files.root, planned),
-                tags={"skinsearch.experiment_dir": options.storage.location(options.name)},
-            )
-            tracker.log_search_file(search_file)
-        tuner = _build_tuner(spec, options, configs, refs, tracker, guard, echo)
-        with _snapshot_period(options):
-            try:
-                _close_finished(tracker, tuner.fit())
-            except Exception as exc:
-                # on a full disk, Tune itself fails reading back what it could not write whole
-                # (a trial's error.pkl): that is the storage's failure, reported as such
-                if guard is None or not guard.explain(exc):
-                    raise
+        _open_search(spec, options, tracker, files, planned)
+        _fit(spec, options, TunerInputs(configs, refs, tracker, guard, echo))
         # Tune returns normally after a Ctrl-C (and marks the trials it stopped TERMINATED):
         # trials that never started or never ended are what tells an interrupted search
         outcome.interrupted = len(tracker.trials) < planned or any(
@@ -211,20 +147,122 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
     except KeyboardInterrupt:
         outcome.interrupted = True
     finally:
-        # A second Ctrl-C must not leave MLflow runs open: close them with SIGINT held off.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            outcome.failure = guard.reason if guard is not None else ""
-            tracker.finish(interrupted=outcome.interrupted, failed=bool(outcome.failure))
-            outcome.trials = tracker.trials
-            outcome.unlogged = tracker.unlogged
-            ray.shutdown()  # stops a local Ray; only disconnects from a cluster given by --address
-            _mirror(options, echo)
-        finally:
-            signal.signal(signal.SIGINT, previous)
-            if replaced is not None and sigterm_before is not None:
-                signal.signal(signal.SIGTERM, sigterm_before)
+        _wrap_up(outcome, tracker, guard, options, echo)
+        if replaced is not None and sigterm_before is not None:
+            signal.signal(signal.SIGTERM, sigterm_before)
     return outcome
+
+
+def _decode(
+    spec: SearchSpec,
+    files: DatasetFiles,
+    folds: int | None,
+    configs: list[dict[str, Any]] | None,
+) -> dict[Any, Any]:
+    """(input size, fold) -> the decoded data: each size that a trial will use once (every size
+    of the space for TPE, which samples as it goes), split into folds if asked."""
+    sizes = space.input_sizes(spec)
+    if configs and all("input_size" in c for c in configs):
+        sizes = sorted({int(c["input_size"]) for c in configs})
+    decoded = decode_dataset(files, sizes, spec.data.colour_constancy)
+    return {
+        (size, fold): d
+        for size, whole in decoded.items()
+        for fold, d in (
+            enumerate(fold_splits(whole, folds, spec.search.seed)) if folds else [(None, whole)]
+        )
+    }
+
+
+def _put(datasets: dict[Any, Any], images: int, folds: int | None, echo: Echo) -> dict[Any, Any]:
+    """Each decoded data set into Ray's object store, once, for every trial to share."""
+    import ray
+
+    refs = {key: ray.put(d) for key, d in datasets.items()}
+    stored = sum(d.nbytes for d in datasets.values())
+    sizes = sorted({size for size, _ in datasets})
+    split = f" as {folds} k-fold splits of train+val" if folds else ""
+    echo(
+        f"decoded {images} images once, at {', '.join(f'{s}x{s}' for s in sizes)}{split}; "
+        f"{_amount(stored)} in Ray's object store, shared by all trials"
+    )
+    return refs
+
+
+def _amount(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.0f} MiB" if nbytes >= 2**20 else f"{max(nbytes, 1) / 2**10:.0f} KiB"
+
+
+def _open_search(
+    spec: SearchSpec, options: RunOptions, tracker: SearchTracker, files: DatasetFiles, planned: int
+) -> None:
+    """A new search: its ``search.yaml`` and MLflow parent run; a resumed one: its runs adopted."""
+    experiment_dir = options.storage.folder / options.name
+    if options.resume:
+        fixed = space.fixed_hparams(spec)
+        options.storage.pull(options.name, models=False)
+        tracker.resume_search(
+            lambda location: read_trial(
+                experiment_dir / basename(location),  # trials sit right under it
+                spec.train.metric,
+                spec.train.resolved_mode,
+                fixed,
+            )
+        )
+        return
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    search_file = save_search_file(
+        experiment_dir,
+        spec,
+        options.name,
+        files.class_names,
+        planned,
+        options.storage,
+        tracker.tracking_uri,
+        options.folds,
+        options.confirms,
+    )
+    options.storage.push(search_file)
+    tracker.start_search(
+        _search_params(spec, options, files.root, planned),
+        tags={"skinsearch.experiment_dir": options.storage.location(options.name)},
+    )
+    tracker.log_search_file(search_file)
+
+
+def _fit(spec: SearchSpec, options: RunOptions, inputs: TunerInputs) -> None:
+    tuner = build_tuner(spec, options, inputs)
+    with _snapshot_period(options):
+        try:
+            _close_finished(inputs.tracker, tuner.fit())
+        except Exception as exc:
+            # on a full disk, Tune itself fails reading back what it could not write whole
+            # (a trial's error.pkl): that is the storage's failure, reported as such
+            if inputs.guard is None or not inputs.guard.explain(exc):
+                raise
+
+
+def _wrap_up(
+    outcome: SearchOutcome,
+    tracker: SearchTracker,
+    guard: SpaceGuard | None,
+    options: RunOptions,
+    echo: Echo,
+) -> None:
+    """End every MLflow run, stop (or leave) Ray, mirror a URI's results; a second Ctrl-C must
+    not leave runs open, so SIGINT is held off meanwhile."""
+    import ray
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        outcome.failure = guard.reason if guard is not None else ""
+        tracker.finish(interrupted=outcome.interrupted, failed=bool(outcome.failure))
+        outcome.trials = tracker.trials
+        outcome.unlogged = tracker.unlogged
+        ray.shutdown()  # stops a local Ray; only disconnects from a cluster given by --address
+        _mirror(options, echo)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _sigterm_as_ctrl_c(outcome: SearchOutcome) -> Any:
@@ -316,122 +354,6 @@ def _search_params(
     return flat
 
 
-# -- the Tuner -----------------------------------------------------------------------------------
-
-
-def _build_tuner(
-    spec: SearchSpec,
-    options: RunOptions,
-    configs: list[dict[str, Any]] | None,
-    refs: dict[tuple[int, int | None], Any],
-    tracker: SearchTracker,
-    guard: SpaceGuard | None,
-    echo: Echo,
-) -> Any:
-    import ray
-    from ray import tune
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-
-    from skinsearch.tune.trainable import TrialContext, run_trial
-
-    # Tune's own TensorBoard logger would put a second, differently named set of scalars beside
-    # ours; keep its CSV and JSON results (``best`` falls back on them) and nothing else.
-    os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
-    # Tune logs each failed trial's whole traceback; the progress callback prints one line with
-    # the reason and the path of the trial's error file instead.
-    logging.getLogger("ray.tune.execution.tune_controller").addFilter(_drop_trial_tracebacks)
-    # on Ctrl-C, SIGTERM or a full disk skinsearch says what stopped and how to resume (with
-    # its own --resume, not Tune's Tuner.restore); a trial that never started has no results
-    for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
-        logging.getLogger(name).addFilter(_drop_stop_notices)
-    # a failed upload of Tune's state (a full disk) is one line, not a traceback per attempt
-    for name in (
-        "ray.tune.tune",
-        "ray.tune.execution.experiment_state",
-        "ray.train._internal.syncer",
-    ):
-        logging.getLogger(name).addFilter(_one_line)
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # a trial that fails deterministically reports its error without metrics (train.py)
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    metric, mode = spec.train.metric, spec.train.resolved_mode
-    fixed = space.fixed_hparams(spec)
-    context = TrialContext(
-        spec.model,
-        spec.train,
-        refs,
-        options.storage.location(f"{options.name}/tensorboard"),
-        spec.resources.cpus_per_trial,
-        fixed,
-    )
-    gpus = spec.resources.gpus_per_trial if ray.cluster_resources().get("GPU") else 0
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, context=context),
-        {"cpu": spec.resources.cpus_per_trial, "gpu": gpus},
-    )
-    searcher, param_space, num_samples = search_alg(spec, configs, fixed, options.max_trials)
-    callbacks = [
-        CSVLoggerCallback(),
-        JsonLoggerCallback(),
-        tracking_callback(tracker, fixed, options.storage.location(options.name)),
-        progress_callback(metric, mode, echo),
-        *([space_callback(guard, tracker)] if guard is not None else []),
-        *([resume_callback(echo)] if options.resume else []),
-    ]
-    if options.resume:
-        location = options.storage.location(options.name)
-        if not tune.Tuner.can_restore(location):
-            raise SkinsearchError(
-                f"--resume: {location} holds no Tune state to resume from (the search "
-                "stopped before its first trial); run it again without --resume"
-            )
-        _check_tune_state(options.storage.folder / options.name)
-        tuner = tune.Tuner.restore(
-            location, trainable, resume_unfinished=True, param_space=param_space
-        )
-        # Tune restores the callbacks pickled by the first run; this run's are the live ones
-        tuner._local_tuner._run_config.callbacks = callbacks  # type: ignore[union-attr]
-        return tuner
-    return tune.Tuner(
-        trainable,
-        param_space=param_space,
-        tune_config=tune.TuneConfig(
-            metric=metric,
-            mode=mode,
-            search_alg=searcher,
-            scheduler=scheduler(spec),
-            num_samples=num_samples,
-            reuse_actors=True,
-            trial_name_creator=_trial_name,
-            trial_dirname_creator=_trial_name,
-        ),
-        run_config=tune.RunConfig(
-            name=options.name,
-            storage_path=options.storage.uri or str(options.storage.folder),
-            callbacks=callbacks,
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=2, checkpoint_score_attribute=metric, checkpoint_score_order=mode
-            ),
-            failure_config=tune.FailureConfig(max_failures=options.max_failures),
-            verbose=0,  # progress_callback prints a compact table instead
-        ),
-    )
-
-
-def _check_tune_state(folder: Path) -> None:
-    # Tune rewrites its state in place: a write cut short (a disk that filled up outside a
-    # guarded search) leaves it truncated, and Tune's restore would fail with a traceback
-    for state_file in sorted(folder.glob("experiment_state-*.json")):
-        try:
-            json.loads(state_file.read_text())
-        except (OSError, ValueError):
-            raise SkinsearchError(
-                f"--resume: Tune's state file {state_file} is damaged (a write to it was cut "
-                "short), so the search cannot be resumed; start it again without --resume "
-                f"(the finished trials' results stay in {folder})"
-            ) from None
-
-
 def _close_finished(tracker: SearchTracker, results: Any) -> None:
     """End the MLflow runs of trials that finished (by their own last result, or with an error)
     but whose end no callback reported: a resumed search's trials that finished just before the
@@ -448,37 +370,3 @@ def _close_finished(tracker: SearchTracker, results: Any) -> None:
             tracker.end_trial(trial_id, "errored", result.metrics.get("error", ""))
         elif reason:
             tracker.end_trial(trial_id, "completed" if reason == "max_epochs" else reason)
-
-
-def _drop_trial_tracebacks(record: logging.LogRecord) -> bool:
-    if str(record.msg).startswith("Trial task failed"):
-        return False
-    # After --resume, Tune may try to delete an old checkpoint that the first driver had already
-    # deleted after its last snapshot: nothing is lost, and the traceback would only alarm.
-    error = record.exc_info[1] if record.exc_info else None
-    return not (
-        "Error handling checkpoint" in str(record.msg) and isinstance(error, FileNotFoundError)
-    )
-
-
-_STOP_NOTICES = ("Stop signal received", "Experiment has been interrupted", "Failed to fetch")
-
-
-def _drop_stop_notices(record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith(_STOP_NOTICES)
-
-
-def _one_line(record: logging.LogRecord) -> bool:
-    error = record.exc_info[1] if record.exc_info else None
-    text = record.getMessage().split("\n", 1)[0].rstrip(": ")
-    if error is not None:
-        text += f" ({error.__class__.__name__}: {str(error).strip().splitlines()[-1][:200]})"
-    elif "Traceback" in record.getMessage():  # a traceback formatted into the message itself
-        text += " (" + record.getMessage().strip().splitlines()[-1][:200] + ")"
-    record.msg, record.args = text, ()
-    record.exc_info = record.exc_text = record.stack_info = None
-    return True
-
-
-def _trial_name(trial: Any) -> str:
-    return f"trial_{trial.trial_id}"
