@@ -155,7 +155,7 @@ def test_a_cuda_oom_ends_the_trial_with_a_reason_and_a_fix() -> None:
 
 
 def test_learning_rate_schedules_warm_up_then_follow_their_shape() -> None:
-    from skinsearch.training.trainer import lr_factor
+    from skinsearch.training.optim import lr_factor
 
     warm = HParams(schedule="cosine", warmup_epochs=3)
     assert [lr_factor(warm, e, 13) for e in (1, 2, 3)] == [0.25, 0.5, 0.75]

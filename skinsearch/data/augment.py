@@ -2,11 +2,54 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import albumentations as A
 import cv2
 import numpy as np
 
+from skinsearch._registry import Registry
 from skinsearch.config.hparams import HParams
+
+#: hyperparameter (the probability of the transform) -> its albumentations transform, in the
+#: order they apply; ``batch_augment.BATCH_AUGMENTATIONS`` has the same names in the same order
+AUGMENTATIONS: Registry[Callable[[float], A.BasicTransform]] = Registry("augmentation")
+
+
+@AUGMENTATIONS.register("hflip")
+def _hflip(p: float) -> A.BasicTransform:
+    return A.HorizontalFlip(p=p)
+
+
+@AUGMENTATIONS.register("vflip")
+def _vflip(p: float) -> A.BasicTransform:
+    return A.VerticalFlip(p=p)
+
+
+@AUGMENTATIONS.register("rotate90")
+def _rotate90(p: float) -> A.BasicTransform:
+    return A.RandomRotate90(p=p)
+
+
+@AUGMENTATIONS.register("affine")
+def _affine(p: float) -> A.BasicTransform:
+    return A.Affine(
+        translate_percent=(-0.0625, 0.0625),
+        scale=(0.9, 1.1),
+        rotate=(-45, 45),
+        border_mode=cv2.BORDER_REFLECT_101,
+        p=p,
+    )
+
+
+@AUGMENTATIONS.register("colour")
+def _colour(p: float) -> A.BasicTransform:
+    return A.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.2, hue=0.05, p=p)
+
+
+@AUGMENTATIONS.register("rbcontrast")
+def _rbcontrast(p: float) -> A.BasicTransform:
+    return A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=p)
 
 
 def build_augment(hp: HParams, seed: int) -> A.Compose | None:
@@ -19,31 +62,9 @@ def build_augment(hp: HParams, seed: int) -> A.Compose | None:
     ranges of albumentations' ShiftScaleRotate), reflecting at the border; ``colour`` jitters
     hue by up to 0.05, saturation by 20% and brightness and contrast by 10%.
     """
-    transforms: list[A.BasicTransform] = []
-    if hp.hflip > 0:
-        transforms.append(A.HorizontalFlip(p=hp.hflip))
-    if hp.vflip > 0:
-        transforms.append(A.VerticalFlip(p=hp.vflip))
-    if hp.rotate90 > 0:
-        transforms.append(A.RandomRotate90(p=hp.rotate90))
-    if hp.affine > 0:
-        transforms.append(
-            A.Affine(
-                translate_percent=(-0.0625, 0.0625),
-                scale=(0.9, 1.1),
-                rotate=(-45, 45),
-                border_mode=cv2.BORDER_REFLECT_101,
-                p=hp.affine,
-            )
-        )
-    if hp.colour > 0:
-        transforms.append(
-            A.ColorJitter(brightness=0.1, contrast=0.1, saturation=0.2, hue=0.05, p=hp.colour)
-        )
-    if hp.rbcontrast > 0:
-        transforms.append(
-            A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.2, p=hp.rbcontrast)
-        )
+    transforms = [
+        make(getattr(hp, name)) for name, make in AUGMENTATIONS.items() if getattr(hp, name) > 0
+    ]
     return A.Compose(transforms, seed=seed) if transforms else None
 
 

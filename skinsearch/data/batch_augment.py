@@ -13,10 +13,12 @@ colour jitter applies its four adjustments in one random order per batch rather 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
+from skinsearch._registry import Registry
 from skinsearch.config.hparams import HParams
 
 # The ranges of augment.build_augment.
@@ -42,26 +44,15 @@ class BatchAugment:
     @staticmethod
     def wanted(hp: HParams) -> bool:
         """Whether ``hp`` asks for any augmentation."""
-        return any(
-            p > 0 for p in (hp.hflip, hp.vflip, hp.rotate90, hp.affine, hp.colour, hp.rbcontrast)
-        )
+        return any(getattr(hp, name) > 0 for name in BATCH_AUGMENTATIONS)
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The augmented batch (a new tensor), with randomness from ``generator`` (on the
         batch's device)."""
-        hp = self.hp
-        if hp.hflip > 0:
-            batch = _where(_chosen(batch, hp.hflip, generator), batch.flip(3), batch)
-        if hp.vflip > 0:
-            batch = _where(_chosen(batch, hp.vflip, generator), batch.flip(2), batch)
-        if hp.rotate90 > 0:
-            batch = rotate90(batch, _chosen(batch, hp.rotate90, generator), generator)
-        if hp.affine > 0:
-            batch = affine(batch, _chosen(batch, hp.affine, generator), generator)
-        if hp.colour > 0:
-            batch = colour_jitter(batch, _chosen(batch, hp.colour, generator), generator)
-        if hp.rbcontrast > 0:
-            batch = brightness_contrast(batch, _chosen(batch, hp.rbcontrast, generator), generator)
+        for name, transform in BATCH_AUGMENTATIONS.items():
+            p = getattr(self.hp, name)
+            if p > 0:
+                batch = transform(batch, _chosen(batch, p, generator), generator)
         return batch
 
 
@@ -194,3 +185,15 @@ def _uniform(
 
 def _where(chosen: torch.Tensor, changed: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
     return torch.where(chosen.view(-1, 1, 1, 1), changed, original)
+
+
+# -- the table: hyperparameter -> transform, in augment.AUGMENTATIONS' order ----------------------
+
+BatchTransform = Callable[[torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
+BATCH_AUGMENTATIONS: Registry[BatchTransform] = Registry("batch augmentation")
+BATCH_AUGMENTATIONS.register("hflip")(lambda batch, chosen, _: _where(chosen, batch.flip(3), batch))
+BATCH_AUGMENTATIONS.register("vflip")(lambda batch, chosen, _: _where(chosen, batch.flip(2), batch))
+BATCH_AUGMENTATIONS.register("rotate90")(rotate90)
+BATCH_AUGMENTATIONS.register("affine")(affine)
+BATCH_AUGMENTATIONS.register("colour")(colour_jitter)
+BATCH_AUGMENTATIONS.register("rbcontrast")(brightness_contrast)

@@ -29,6 +29,7 @@ from skinsearch.data.decode import DecodedData
 from skinsearch.models import build_model
 from skinsearch.store.layout import MODEL_FILE, OPTIMIZER_FILE, STATE_FILE
 from skinsearch.training.metrics import Evaluation, evaluate
+from skinsearch.training.optim import build_optimizer, lr_factor
 
 EVAL_BATCH = 256
 
@@ -73,7 +74,7 @@ class Trainer:
         torch.manual_seed(hp.seed)
         n_classes = len(data.class_names)
         self.model = build_model(model_name, hp, data.size, n_classes).to(self.device)
-        self.optimizer = _optimizer(self.model, hp)
+        self.optimizer = build_optimizer(self.model, hp)
         weight = (
             _class_weights(data.y_train, n_classes) if train.class_weights == "balanced" else None
         )
@@ -240,34 +241,11 @@ class Trainer:
         return torch.from_numpy(np.ascontiguousarray(images)).to(self.device, non_blocking=True)
 
 
-def lr_factor(hp: HParams, epoch: int, max_epochs: int) -> float:
-    """The learning rate of 1-based ``epoch`` as a fraction of ``hp.lr``: a linear warm-up over
-    ``warmup_epochs``, then constant, cosine (to 0 at ``max_epochs``) or step (x0.1 at each
-    third of the remaining epochs)."""
-    if epoch <= hp.warmup_epochs:
-        return epoch / (hp.warmup_epochs + 1)
-    done, span = epoch - hp.warmup_epochs - 1, max(1, max_epochs - hp.warmup_epochs)
-    if hp.schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * done / span))
-    if hp.schedule == "step":
-        return 0.1 ** (done // max(1, math.ceil(span / 3)))
-    return 1.0
-
-
 def tta_proba(model: nn.Module, batch: torch.Tensor, tta: bool) -> torch.Tensor:
     """Class probabilities of an ``NCHW`` batch; with ``tta``, the mean over the batch and its
     horizontal and vertical flips."""
     views = [batch, batch.flip(3), batch.flip(2)] if tta else [batch]
     return torch.stack([torch.softmax(model(v).float(), 1) for v in views]).mean(0)
-
-
-def _optimizer(model: nn.Module, hp: HParams) -> torch.optim.Optimizer:
-    params = model.parameters()
-    if hp.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
-    if hp.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
-    return torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
 
 
 def _class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:

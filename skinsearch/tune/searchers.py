@@ -8,8 +8,10 @@ stops weak trials at its rungs, one epoch being one Tune iteration.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from skinsearch._registry import Registry
 from skinsearch.config import space
 from skinsearch.config.params import Param
 from skinsearch.config.spec import SearchSpec
@@ -35,12 +37,24 @@ def tpe_trials(spec: SearchSpec, max_trials: int | None = None) -> int:
     return min(spec.search.num_samples, max_trials or spec.search.num_samples)
 
 
-def scheduler(spec: SearchSpec) -> Any:
-    """ASHA over epochs, or FIFO (every trial runs until it ends itself)."""
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+#: ``scheduler.type`` -> the Tune scheduler it builds
+SCHEDULERS: Registry[Callable[[SearchSpec], Any]] = Registry("scheduler")
+#: ``search.sampler`` -> (spec, configurations, fixed hyperparameters, max trials) -> the
+#: searcher, the param space Tune shows, and how many trials to run
+SEARCHERS: Registry[Callable[..., tuple[Any, dict[str, Any], int]]] = Registry("sampler")
 
-    if spec.scheduler.type == "none":
-        return FIFOScheduler()
+
+@SCHEDULERS.register("none")
+def _fifo(spec: SearchSpec) -> Any:
+    from ray.tune.schedulers import FIFOScheduler
+
+    return FIFOScheduler()  # every trial runs until it ends itself
+
+
+@SCHEDULERS.register("asha")
+def _asha(spec: SearchSpec) -> Any:
+    from ray.tune.schedulers import ASHAScheduler
+
     return ASHAScheduler(
         time_attr="training_iteration",  # one iteration is one epoch
         max_t=spec.train.max_epochs,
@@ -49,17 +63,37 @@ def scheduler(spec: SearchSpec) -> Any:
     )
 
 
+def scheduler(spec: SearchSpec) -> Any:
+    """ASHA over epochs, or FIFO (every trial runs until it ends itself)."""
+    return SCHEDULERS[spec.scheduler.type](spec)
+
+
 def search_alg(
     spec: SearchSpec,
     configs: list[dict[str, Any]] | None,
     fixed: dict[str, Any],
     max_trials: int | None = None,
 ) -> tuple[Any, dict[str, Any], int]:
-    """The searcher, the param space Tune shows, and how many trials to run."""
-    if configs is None:
-        from ray.tune.search.optuna import OptunaSearch
+    """The searcher, the param space Tune shows, and how many trials to run (``configs``
+    given, as a confirmation's are: those, whatever the sampler)."""
+    sampler = "grid" if configs is not None else spec.search.sampler
+    return SEARCHERS[sampler](spec, configs, fixed, max_trials)
 
-        return OptunaSearch(seed=spec.search.seed), _tpe_space(spec), tpe_trials(spec, max_trials)
+
+@SEARCHERS.register("tpe")
+def _tpe(
+    spec: SearchSpec, configs: Any, fixed: dict[str, Any], max_trials: int | None
+) -> tuple[Any, dict[str, Any], int]:
+    from ray.tune.search.optuna import OptunaSearch
+
+    return OptunaSearch(seed=spec.search.seed), _tpe_space(spec), tpe_trials(spec, max_trials)
+
+
+@SEARCHERS.register("grid", "random")
+def _listed(
+    spec: SearchSpec, configs: list[dict[str, Any]], fixed: dict[str, Any], max_trials: Any
+) -> tuple[Any, dict[str, Any], int]:
+    # the configurations were expanded up front (space.expand); Tune runs them as listed
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     # Tune walks list values as nested paths: lists travel as "16-32" strings, as for Optuna

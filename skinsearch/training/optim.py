@@ -1,0 +1,65 @@
+"""Optimizers and learning-rate schedules by name: what ``optimizer:`` and ``schedule:`` in a
+search space choose. Adding one is one registered function here and its name in ``HParams``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+
+from skinsearch._registry import Registry
+from skinsearch.config.hparams import HParams
+
+OptimizerBuilder = Callable[[Iterable[torch.nn.Parameter], HParams], torch.optim.Optimizer]
+#: ``schedule(done, span)``: the learning rate after warm-up as a fraction of ``lr``, ``done``
+#: epochs into the ``span`` that follow the warm-up
+Schedule = Callable[[int, int], float]
+
+OPTIMIZERS: Registry[OptimizerBuilder] = Registry("optimizer")
+SCHEDULES: Registry[Schedule] = Registry("learning-rate schedule")
+
+
+@OPTIMIZERS.register("adam")
+def _adam(params: Iterable[torch.nn.Parameter], hp: HParams) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
+
+
+@OPTIMIZERS.register("adamw")
+def _adamw(params: Iterable[torch.nn.Parameter], hp: HParams) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+
+
+@OPTIMIZERS.register("sgd")
+def _sgd(params: Iterable[torch.nn.Parameter], hp: HParams) -> torch.optim.Optimizer:
+    return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
+
+
+@SCHEDULES.register("constant")
+def _constant(done: int, span: int) -> float:
+    return 1.0
+
+
+@SCHEDULES.register("cosine")
+def _cosine(done: int, span: int) -> float:
+    return 0.5 * (1.0 + math.cos(math.pi * done / span))  # to 0 at the last epoch
+
+
+@SCHEDULES.register("step")
+def _step(done: int, span: int) -> float:
+    return 0.1 ** (done // max(1, math.ceil(span / 3)))  # x0.1 at each third
+
+
+def build_optimizer(model: torch.nn.Module, hp: HParams) -> torch.optim.Optimizer:
+    """The trial's optimizer over ``model``'s parameters."""
+    return OPTIMIZERS[hp.optimizer](model.parameters(), hp)
+
+
+def lr_factor(hp: HParams, epoch: int, max_epochs: int) -> float:
+    """The learning rate of 1-based ``epoch`` as a fraction of ``hp.lr``: a linear warm-up over
+    ``warmup_epochs``, then the trial's schedule (constant, cosine to 0 at ``max_epochs``, or
+    step: x0.1 at each third of the remaining epochs)."""
+    if epoch <= hp.warmup_epochs:
+        return epoch / (hp.warmup_epochs + 1)
+    done, span = epoch - hp.warmup_epochs - 1, max(1, max_epochs - hp.warmup_epochs)
+    return SCHEDULES[hp.schedule](done, span)
