@@ -126,7 +126,7 @@ def run(
     retrain its top configurations with fresh seeds (or folds) and choose on the mean."""
     from skinsearch.config import space
     from skinsearch.config.spec import load_spec, with_overrides
-    from skinsearch.results.summary import summary_lines
+    from skinsearch.results.summary import notices, summary_lines
     from skinsearch.store.searches import new_search_name, resumable
     from skinsearch.store.storage import open_storage
     from skinsearch.tune.cluster import check_gpus
@@ -134,6 +134,8 @@ def run(
 
     spec = with_overrides(load_spec(file), data_path, max_epochs)
     space.check_space(spec, str(file))
+    for line in notices(spec):
+        click.echo(line)
     where = open_storage(storage, write=True)
     where.pull()  # the searches already there (a URI's), to name this one
     gpus = check_gpus(gpus, address)

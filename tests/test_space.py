@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from skinsearch.config import space
 from skinsearch.config.hparams import HParams
 from skinsearch.config.spec import SearchSpec, loads_spec
@@ -73,13 +75,73 @@ def test_ranges_stay_in_bounds() -> None:
 
 
 def test_list_options_round_trip_through_tune_encoding() -> None:
-    assert space.encode_option([16, 32]) == "16-32"
-    assert space.encode_option(0.1) == 0.1
-    assert space.decode_config({"channels": "16-32", "lr": 0.1}) == {
+    from skinsearch.config.plan import LIST_HPARAMS, decode, encode
+
+    assert set(LIST_HPARAMS) == {"hidden_sizes", "channels"}  # read from HParams' list fields
+    assert encode({"channels": [16, 32], "lr": 0.1}) == {"channels": "16-32", "lr": 0.1}
+    assert decode({"channels": "16-32", "hidden_sizes": "8", "lr": 0.1}) == {
         "channels": [16, 32],
+        "hidden_sizes": [8],
         "lr": 0.1,
     }
 
 
+def test_a_plan_is_compiled_once_with_what_the_search_runs() -> None:
+    from skinsearch.config.plan import SearchPlan
+
+    spec = spec_of(GRID)
+    plan = SearchPlan.compile(spec, max_trials=5)
+    assert plan.space_trials == 12 and plan.trials == 5 and len(plan.configs or []) == 5
+    assert set(plan.searched) <= set(plan.domains) and not set(plan.searched) & set(plan.fixed)
+    assert plan.input_sizes == tuple(sorted({c["input_size"] for c in plan.configs or []}))
+    assert all(not set(c) & set(plan.fixed) for c in plan.tune_configs())
+    config = plan.tune_configs()[0]
+    assert plan.trial_config(config) == {**plan.fixed, **(plan.configs or [])[0]}
+
+
 def test_input_sizes_are_the_discrete_values() -> None:
     assert space.input_sizes(spec_of("params:\n  input_size: {choice: [64, 32, 64]}\n")) == [32, 64]
+
+
+def test_a_space_too_large_to_list_is_one_line_naming_the_grid(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from skinsearch.cli import main
+
+    grid = "\n".join(
+        f"  {name}: {{grid: [{', '.join(str(i / 100) for i in range(10))}]}}"
+        for name in ("dropout", "weight_decay", "momentum", "hflip", "vflip", "rotate90")
+    )
+    file = tmp_path / "huge.yaml"
+    file.write_text(f"name: huge\nmodel: mlp\ndata: {{path: {tmp_path}}}\nparams:\n{grid}\n")
+    result = CliRunner().invoke(main, ["validate", str(file)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {file}: params: the grid has 1000000 ")
+    assert "dropout (10) x weight_decay (10)" in lines[0] and "more than the 100000" in lines[0]
+    assert "sampler: random, num_samples: N" in lines[0]
+    file.write_text(
+        f"name: huge\nmodel: mlp\ndata: {{path: {tmp_path}}}\n"
+        "search: {sampler: random, num_samples: 200000}\nparams:\n  lr: {loguniform: [0.001, 0.1]}\n"
+    )
+    result = CliRunner().invoke(main, ["validate", str(file)])
+    assert result.exit_code == 2 and "search.num_samples: must be <= 100000" in result.output
+
+
+def test_settings_that_do_less_than_they_seem_get_a_note(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from skinsearch.cli import main
+
+    file = tmp_path / "notes.yaml"
+    file.write_text(
+        f"name: notes\nmodel: mlp\ndata: {{path: {tmp_path}}}\n"
+        "train: {max_epochs: 5, patience: 5}\nscheduler: {type: asha, grace_period: 8}\n"
+        "params:\n  lr: {grid: [0.001, 0.01]}\n"
+    )
+    result = CliRunner().invoke(main, ["validate", str(file)])
+    assert result.exit_code == 0, result.output
+    assert "note: train.patience 5 >= max_epochs 5: early stopping never triggers" in result.output
+    assert "note: scheduler.grace_period 8 >= train.max_epochs 5: ASHA stops no trial early" in (
+        result.output
+    )

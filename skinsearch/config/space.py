@@ -22,6 +22,7 @@ from skinsearch.models import model_hparams
 from skinsearch.models._registry import min_input_size
 
 Config = dict[str, Any]
+MAX_CONFIGS = 100_000  # the most configurations a grid or random space may list up front
 
 
 def model_hparam_names(model: str) -> list[str]:
@@ -101,11 +102,14 @@ def input_sizes(spec: SearchSpec) -> list[int]:
 
 
 def check_space(spec: SearchSpec, source: str = "<spec>") -> None:
-    """Reject input sizes the model cannot take with any architecture the space can pick.
+    """Reject a space too large to list up front, and input sizes the model cannot take with
+    any architecture the space can pick.
 
     Raises:
-        SpecError: naming the input size and the architecture that does not fit.
+        SpecError: naming the grid keys, or the input size and the architecture that does not
+            fit.
     """
+    _check_size(spec, source)
     doms = domains(spec)
     arch = [n for n in ("channels",) if n in doms and doms[n].is_discrete]
     problems = []
@@ -121,6 +125,21 @@ def check_space(spec: SearchSpec, source: str = "<spec>") -> None:
                 )
     if problems:
         raise SpecError(*problems)
+
+
+def _check_size(spec: SearchSpec, source: str) -> None:
+    # grid and random spaces are listed whole before the search starts (validate counts them,
+    # --max-trials picks from them): a billion configurations would fill the memory first
+    count = num_trials(spec)
+    if spec.search.sampler != "grid" or count <= MAX_CONFIGS:
+        return  # num_samples itself is capped at MAX_CONFIGS by the spec
+    grid = " x ".join(f"{n} ({len(p.values)})" for n, p in spec.params.items() if p.kind == "grid")
+    raise SpecError(
+        f"{source}: params: the grid has {count} configurations ({grid} x num_samples "
+        f"{spec.search.num_samples}), more than the {MAX_CONFIGS} skinsearch lists before a "
+        "search; use search: {sampler: random, num_samples: N} to draw N of them, or fewer "
+        "grid values"
+    )
 
 
 def describe(spec: SearchSpec) -> Iterator[str]:
@@ -144,23 +163,3 @@ def _grid_points(spec: SearchSpec, doms: dict[str, Param]) -> Iterator[Config]:
 
 def _round(value: float) -> float:
     return float(f"{value:.4g}")
-
-
-# -- list-valued choices for Optuna -------------------------------------------------------------
-# Optuna's categorical values must be scalars, and Tune walks list values as nested paths, so
-# list options (hidden_sizes, channels) travel through Tune as "32-64" strings and are turned
-# back into lists in the trial.
-
-
-def encode_option(value: Any) -> Any:
-    """A list option as a string Optuna can sample; scalars unchanged."""
-    return "-".join(str(v) for v in value) if isinstance(value, list | tuple) else value
-
-
-def decode_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Undo ``encode_option`` for the list-valued hyperparameters."""
-    out = dict(config)
-    for name in ("hidden_sizes", "channels"):
-        if isinstance(out.get(name), str):
-            out[name] = [int(v) for v in out[name].split("-")]
-    return out

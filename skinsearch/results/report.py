@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from skinsearch.config import space
+from skinsearch.config.plan import decode
 from skinsearch.config.spec import SearchSpec
 from skinsearch.store.searches import load_search
 from skinsearch.store.trials import result_rows, trial_end
@@ -99,7 +100,7 @@ def _trials(experiment_dir: Path, spec: SearchSpec) -> list[Trial]:
         rows = [r for r in result_rows(params.parent) if metric in r]
         if not rows:
             continue
-        config = {**fixed, **space.decode_config(json.loads(params.read_text()))}
+        config = {**fixed, **decode(json.loads(params.read_text()))}
         best = objective.best_epoch(rows)
         end, _ = trial_end(params.parent)
         out.append(Trial(params.parent.name, config, rows, best, end, params.parent))

@@ -48,7 +48,24 @@ def plan_lines(spec: SearchSpec) -> list[str]:
             f"then confirm: the top {plan.k} by {plan.metric} retrained over "
             f"{plan.runs_text()} each ({runs} runs)"
         )
+    lines[2:2] = notices(spec)  # under the train: and search: lines they are about
     return lines
+
+
+def notices(spec: SearchSpec) -> list[str]:
+    """Settings that are valid but do less than they seem to, one line each."""
+    t, sch, out = spec.train, spec.scheduler, []
+    if t.patience is not None and t.patience >= t.max_epochs:
+        out.append(
+            f"note: train.patience {t.patience} >= max_epochs {t.max_epochs}: early stopping "
+            "never triggers; every trial runs all its epochs unless ASHA stops it"
+        )
+    if sch.type == "asha" and sch.grace_period >= t.max_epochs:
+        out.append(
+            f"note: scheduler.grace_period {sch.grace_period} >= train.max_epochs "
+            f"{t.max_epochs}: ASHA stops no trial early (use scheduler: none to say so)"
+        )
+    return out
 
 
 def summary_lines(spec: SearchSpec, outcome: SearchOutcome) -> list[str]:

@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from skinsearch.config import space
 from skinsearch.config.objective import Objective
+from skinsearch.config.plan import decode
 from skinsearch.store.records import TrialRecord
 
 
@@ -56,7 +56,7 @@ def read_trial(folder: Path, metric: str, mode: str, fixed: dict[str, Any]) -> T
     return TrialRecord(
         run_id="",
         name=folder.name,
-        config={**fixed, **space.decode_config(config)},
+        config={**fixed, **decode(config)},
         trial_dir=str(folder),
         epochs=len(rows),
         last=logged_metrics(rows[-1]) if rows else {},

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from skinsearch._files import SpaceGuard
-from skinsearch.config import space
+from skinsearch.config.plan import SearchPlan
 from skinsearch.config.spec import SearchSpec
 from skinsearch.errors import SkinsearchError
 from skinsearch.tracking.runs import SearchTracker
@@ -33,16 +33,17 @@ if TYPE_CHECKING:
 class TunerInputs:
     """What the Tuner is built from, beside the spec and the options."""
 
-    configs: list[dict[str, Any]] | None  # the grid/random configurations; None for TPE
     refs: dict[tuple[int, int | None], Any]  # (input size, fold) -> the decoded data in Ray
     tracker: SearchTracker
     guard: SpaceGuard | None  # None for a URI storage
     echo: Callable[[str], None]
 
 
-def build_tuner(spec: SearchSpec, options: RunOptions, inputs: TunerInputs) -> Any:
+def build_tuner(plan: SearchPlan, options: RunOptions, inputs: TunerInputs) -> Any:
     """A new ``tune.Tuner`` for the search, or the restored one with ``options.resume``."""
     from ray import tune
+
+    spec = plan.spec
 
     # Tune's own TensorBoard logger would put a second, differently named set of scalars beside
     # ours; keep its CSV and JSON results (``best`` falls back on them) and nothing else.
@@ -51,13 +52,12 @@ def build_tuner(spec: SearchSpec, options: RunOptions, inputs: TunerInputs) -> A
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # a trial that fails deterministically reports its error without metrics (trainable.py)
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    fixed = space.fixed_hparams(spec)
-    trainable = _trainable(spec, options, inputs.refs, fixed)
-    searcher, param_space, num_samples = search_alg(spec, inputs.configs, fixed, options.max_trials)
-    callbacks = _callbacks(spec, options, inputs, fixed)
+    trainable = _trainable(spec, options, inputs.refs, plan.fixed)
+    searcher, param_space, num_samples = search_alg(plan)
+    callbacks = _callbacks(spec, options, inputs, plan.fixed)
     if options.resume:
         return _restore(options, trainable, param_space, callbacks)
-    metric, mode = spec.train.metric, spec.train.resolved_mode
+    metric, mode = plan.objective.metric, plan.objective.mode
     return tune.Tuner(
         trainable,
         param_space=param_space,

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from skinsearch._files import SpaceGuard, press_ctrl_c, write_failure_in
-from skinsearch.config import space
 from skinsearch.config.objective import Objective
+from skinsearch.config.plan import decode
 from skinsearch.store.trials import logged_metrics
 from skinsearch.tracking.runs import SearchTracker
 
@@ -32,7 +32,7 @@ def tracking_callback(tracker: SearchTracker, fixed: dict[str, Any], location: s
         def on_trial_start(
             self, iteration: int, trials: list[Any], trial: Any, **info: Any
         ) -> None:
-            config = {**fixed, **space.decode_config(trial.config)}
+            config = {**fixed, **decode(trial.config)}
             folder = f"{location}/{Path(trial.path).name}"
             tracker.start_trial(trial.trial_id, str(trial), config, folder)
 

@@ -12,36 +12,15 @@ from collections.abc import Callable
 from typing import Any
 
 from skinsearch._registry import Registry
-from skinsearch.config import space
 from skinsearch.config.params import Param
+from skinsearch.config.plan import SearchPlan, encode_value
 from skinsearch.config.spec import SearchSpec
-
-
-def trial_configs(
-    spec: SearchSpec, given: list[dict[str, Any]] | None = None, max_trials: int | None = None
-) -> list[dict[str, Any]] | None:
-    """The configurations to run: ``given`` ones (a confirmation's), else the spec's expanded
-    (a seeded pick of ``max_trials`` of them); None for ``tpe``, which samples as it goes."""
-    if given is not None:
-        return given
-    if spec.search.sampler == "tpe":
-        return None
-    configs = space.expand(spec)
-    if max_trials is not None:
-        configs = space.pick(configs, max_trials, spec.search.seed)
-    return configs
-
-
-def tpe_trials(spec: SearchSpec, max_trials: int | None = None) -> int:
-    """How many trials a ``tpe`` search samples."""
-    return min(spec.search.num_samples, max_trials or spec.search.num_samples)
-
 
 #: ``scheduler.type`` -> the Tune scheduler it builds
 SCHEDULERS: Registry[Callable[[SearchSpec], Any]] = Registry("scheduler")
-#: ``search.sampler`` -> (spec, configurations, fixed hyperparameters, max trials) -> the
-#: searcher, the param space Tune shows, and how many trials to run
-SEARCHERS: Registry[Callable[..., tuple[Any, dict[str, Any], int]]] = Registry("sampler")
+#: ``search.sampler`` -> (the plan) -> the searcher, the param space Tune shows, and how many
+#: trials to run
+SEARCHERS: Registry[Callable[[SearchPlan], tuple[Any, dict[str, Any], int]]] = Registry("sampler")
 
 
 @SCHEDULERS.register("none")
@@ -68,38 +47,26 @@ def scheduler(spec: SearchSpec) -> Any:
     return SCHEDULERS[spec.scheduler.type](spec)
 
 
-def search_alg(
-    spec: SearchSpec,
-    configs: list[dict[str, Any]] | None,
-    fixed: dict[str, Any],
-    max_trials: int | None = None,
-) -> tuple[Any, dict[str, Any], int]:
-    """The searcher, the param space Tune shows, and how many trials to run (``configs``
-    given, as a confirmation's are: those, whatever the sampler)."""
-    sampler = "grid" if configs is not None else spec.search.sampler
-    return SEARCHERS[sampler](spec, configs, fixed, max_trials)
+def search_alg(plan: SearchPlan) -> tuple[Any, dict[str, Any], int]:
+    """The searcher, the param space Tune shows, and how many trials to run (a plan with
+    configurations, as a confirmation's: those, whatever the sampler)."""
+    sampler = "grid" if plan.configs is not None else plan.spec.search.sampler
+    return SEARCHERS[sampler](plan)
 
 
 @SEARCHERS.register("tpe")
-def _tpe(
-    spec: SearchSpec, configs: Any, fixed: dict[str, Any], max_trials: int | None
-) -> tuple[Any, dict[str, Any], int]:
+def _tpe(plan: SearchPlan) -> tuple[Any, dict[str, Any], int]:
     from ray.tune.search.optuna import OptunaSearch
 
-    return OptunaSearch(seed=spec.search.seed), _tpe_space(spec), tpe_trials(spec, max_trials)
+    return OptunaSearch(seed=plan.spec.search.seed), _tpe_space(plan), plan.trials
 
 
 @SEARCHERS.register("grid", "random")
-def _listed(
-    spec: SearchSpec, configs: list[dict[str, Any]], fixed: dict[str, Any], max_trials: Any
-) -> tuple[Any, dict[str, Any], int]:
+def _listed(plan: SearchPlan) -> tuple[Any, dict[str, Any], int]:
     # the configurations were expanded up front (space.expand); Tune runs them as listed
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    # Tune walks list values as nested paths: lists travel as "16-32" strings, as for Optuna
-    searched = [
-        {k: space.encode_option(v) for k, v in c.items() if k not in fixed} for c in configs
-    ]
+    searched = plan.tune_configs()
     return (
         BasicVariantGenerator(points_to_evaluate=searched),
         _describe_space(searched),
@@ -115,18 +82,18 @@ def _describe_space(configs: list[dict[str, Any]]) -> dict[str, Any]:
     return {name: tune.choice(sorted({c[name] for c in configs}, key=str)) for name in configs[0]}
 
 
-def _tpe_space(spec: SearchSpec) -> dict[str, Any]:
+def _tpe_space(plan: SearchPlan) -> dict[str, Any]:
     from ray import tune
 
     def domain(param: Param) -> Any:
         if param.kind in ("grid", "choice"):
-            return tune.choice([space.encode_option(v) for v in param.values])
+            return tune.choice([encode_value(v) for v in param.values])
         if param.kind == "uniform":
             return tune.uniform(param.low, param.high)
         if param.kind == "loguniform":
             return tune.loguniform(param.low, param.high)
         return tune.randint(int(param.low), int(param.high) + 1)  # Tune's upper bound is exclusive
 
-    out = {name: domain(p) for name, p in space.domains(spec).items() if p.kind != "fixed"}
-    out["seed"] = spec.search.seed
+    out = {name: domain(p) for name, p in plan.domains.items() if p.kind != "fixed"}
+    out["seed"] = plan.spec.search.seed
     return out

@@ -19,7 +19,7 @@ import torch
 from ray import tune
 
 from skinsearch.config.hparams import HParams
-from skinsearch.config.space import decode_config
+from skinsearch.config.plan import decode
 from skinsearch.config.spec import TrainSpec
 from skinsearch.tracking.board import TrialBoard
 from skinsearch.training.trainer import Trainer
@@ -39,7 +39,7 @@ class TrialContext:
 
 def run_trial(config: dict[str, Any], *, context: TrialContext) -> None:
     """Train one configuration, reporting every epoch to Tune."""
-    values = decode_config(config)
+    values = decode(config)
     fold = values.pop("fold", None)  # a k-fold split of train+val (best --confirm --folds)
     hp = HParams.model_validate({**context.fixed, **values})
     torch.set_num_threads(max(1, math.floor(context.cpus_per_trial)))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from skinsearch._files import SpaceGuard, press_ctrl_c, signals_held
-from skinsearch.config import space
+from skinsearch.config.plan import SearchPlan
 from skinsearch.config.spec import SearchSpec
 from skinsearch.data import decode_dataset, scan_dataset
 from skinsearch.data.decode import fold_splits
@@ -34,7 +34,6 @@ from skinsearch.tracking.runs import SearchTracker
 from skinsearch.training.metrics import class_keys
 from skinsearch.tune.build import TunerInputs, build_tuner
 from skinsearch.tune.cluster import check_address, check_dashboard_host, start_ray
-from skinsearch.tune.searchers import tpe_trials, trial_configs
 
 Echo = Callable[[str], None]
 
@@ -97,11 +96,11 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
         check_address(options.address)
     else:
         check_dashboard_host(options.dashboard_host)
-    configs = trial_configs(spec, options.configs, options.max_trials)
-    planned = len(configs) if configs is not None else tpe_trials(spec, options.max_trials)
+    plan = SearchPlan.compile(spec, options.configs, options.max_trials)
+    planned = plan.trials
     echo(
         f"search {options.name}: {planned} of "
-        f"{planned if options.configs is not None else space.num_trials(spec)} trials of {spec.model}; "
+        f"{planned if options.configs is not None else plan.space_trials} trials of {spec.model}; "
         f"results in {options.storage.location(options.name)}"
     )
     files = scan_dataset(_data_root(spec), spec.data.val_fraction, spec.search.seed)
@@ -110,6 +109,7 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
         f"data: {files.root} ({len(files.class_names)} classes, {len(files.train)} train / "
         f"{len(files.val)} val images; val: {files.split})"
     )
+    _note_large_batches(plan, len(files.train), echo)
     tracking_uri = options.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
     tracking_uri = tracking_uri or default_tracking_uri(options.storage.folder)
     # a local storage's free space is watched: a full disk stops the search, never truncates it
@@ -124,7 +124,7 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
         planned=planned,
     )
     # unreadable data fails here, before Ray starts
-    datasets = _decode(spec, files, options.folds, configs)
+    datasets = _decode(plan, files, options.folds)
     sigterm_before = signal.getsignal(signal.SIGTERM)
     with signals_held() as held:  # a KeyboardInterrupt inside ray.init can be lost there
         start_ray(options.address, options.cpus, options.gpus, spec, echo, options.dashboard_host)
@@ -137,8 +137,8 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
             raise KeyboardInterrupt
         refs = _put(datasets, len(files.train) + len(files.val), options.folds, echo)
         del datasets  # the object store holds the one copy
-        _open_search(spec, options, tracker, files, planned)
-        _fit(spec, options, TunerInputs(configs, refs, tracker, guard, echo))
+        _open_search(plan, options, tracker, files)
+        _fit(plan, options, TunerInputs(refs, tracker, guard, echo))
         # Tune returns normally after a Ctrl-C (and marks the trials it stopped TERMINATED):
         # trials that never started or never ended are what tells an interrupted search
         outcome.interrupted = len(tracker.trials) < planned or any(
@@ -153,18 +153,21 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
     return outcome
 
 
-def _decode(
-    spec: SearchSpec,
-    files: DatasetFiles,
-    folds: int | None,
-    configs: list[dict[str, Any]] | None,
-) -> dict[Any, Any]:
-    """(input size, fold) -> the decoded data: each size that a trial will use once (every size
-    of the space for TPE, which samples as it goes), split into folds if asked."""
-    sizes = space.input_sizes(spec)
-    if configs and all("input_size" in c for c in configs):
-        sizes = sorted({int(c["input_size"]) for c in configs})
-    decoded = decode_dataset(files, sizes, spec.data.colour_constancy)
+def _note_large_batches(plan: SearchPlan, images: int, echo: Echo) -> None:
+    batch = plan.domains["batch_size"]
+    largest = int(max(batch.values) if batch.is_discrete else batch.high)
+    if largest > images:
+        echo(
+            f"note: batch_size {largest} is more than the {images} training images: each epoch "
+            f"of a trial with it is one batch of {images}"
+        )
+
+
+def _decode(plan: SearchPlan, files: DatasetFiles, folds: int | None) -> dict[Any, Any]:
+    """(input size, fold) -> the decoded data: each size the trials use once, split into folds
+    if asked."""
+    spec = plan.spec
+    decoded = decode_dataset(files, list(plan.input_sizes), spec.data.colour_constancy)
     return {
         (size, fold): d
         for size, whole in decoded.items()
@@ -194,12 +197,12 @@ def _amount(nbytes: int) -> str:
 
 
 def _open_search(
-    spec: SearchSpec, options: RunOptions, tracker: SearchTracker, files: DatasetFiles, planned: int
+    plan: SearchPlan, options: RunOptions, tracker: SearchTracker, files: DatasetFiles
 ) -> None:
     """A new search: its ``search.yaml`` and MLflow parent run; a resumed one: its runs adopted."""
+    spec, planned, fixed = plan.spec, plan.trials, plan.fixed
     experiment_dir = options.storage.folder / options.name
     if options.resume:
-        fixed = space.fixed_hparams(spec)
         options.storage.pull(options.name, models=False)
         tracker.resume_search(
             lambda location: read_trial(
@@ -230,8 +233,8 @@ def _open_search(
     tracker.log_search_file(search_file)
 
 
-def _fit(spec: SearchSpec, options: RunOptions, inputs: TunerInputs) -> None:
-    tuner = build_tuner(spec, options, inputs)
+def _fit(plan: SearchPlan, options: RunOptions, inputs: TunerInputs) -> None:
+    tuner = build_tuner(plan, options, inputs)
     with _snapshot_period(options):
         try:
             _close_finished(inputs.tracker, tuner.fit())
