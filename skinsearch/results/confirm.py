@@ -108,7 +108,7 @@ def top_configs(
     ]
     if not records:
         raise ResultsError(
-            f"no trial of search {saved['search']!r} has reported {metric} yet; nothing to confirm"
+            f"no trial of search {saved.search!r} has reported {metric} yet; nothing to confirm"
         )
     ranked = objective.rank(records, lambda r: r.best[metric], lambda r: r.name)
     return [(r.name, r.config) for r in ranked[:k]]
@@ -139,13 +139,13 @@ def confirm(
         for f in range(folds or 1)
     ]
     echo(
-        f"confirming the top {len(top)} of search {saved['search']} by {metric}: "
+        f"confirming the top {len(top)} of search {saved.search} by {metric}: "
         f"{plan.runs_text()} each, {len(configs)} runs, no early stopping across runs"
     )
     confirm_spec = spec.model_copy(
         update={"scheduler": SchedulerSpec(type="none"), "confirm": None}
     )
-    folder = run(confirm_spec, configs, f"{saved['search']}-confirm")
+    folder = run(confirm_spec, configs, f"{saved.search}-confirm")
     result = collect(experiment_dir, folder, plan)
     save_confirmation(experiment_dir, result)
     return result
@@ -348,12 +348,12 @@ def confirm_search(
         confirm_options = dataclasses.replace(
             options,
             name=name,
-            mlflow_uri=options.mlflow_uri or saved.get("tracking_uri"),
+            mlflow_uri=options.mlflow_uri or saved.tracking_uri,
             max_trials=None,
             resume=resume,
             configs=configs,
             folds=plan.folds,
-            confirms=saved["search"],
+            confirms=saved.search,
         )
         outcome = run_search(spec, confirm_options, echo=echo)
         if outcome.interrupted:
@@ -374,7 +374,7 @@ def confirm_search(
 def _started_for(folder: Path, configs: list[dict[str, Any]], plan: ConfirmPlan) -> bool:
     # an interrupted confirmation of another plan (an earlier `best --confirm`) is not carried on
     started, _ = load_search(folder)
-    return bool(started.get("trials") == len(configs) and started.get("folds") == plan.folds)
+    return started.trials == len(configs) and started.folds == plan.folds
 
 
 def recall(

@@ -19,6 +19,7 @@ import numpy as np
 from skinsearch.config import space
 from skinsearch.config.plan import decode
 from skinsearch.config.spec import SearchSpec
+from skinsearch.store.records import SearchRecord
 from skinsearch.store.searches import load_search
 from skinsearch.store.trials import result_rows, trial_end
 from skinsearch.tracking.client import check_tracking_uri
@@ -58,7 +59,7 @@ def write_report(experiment_dir: Path, out: Path | None = None) -> Path:
     ranked = spec.train.objective.rank(trials, lambda t: t.best.get(metric), lambda t: t.name)
     searched = [n for n, p in space.domains(spec).items() if p.kind != "fixed"]
 
-    sections = [f"<h1>Search {html.escape(saved['search'])}</h1>", _overview(spec, saved, trials)]
+    sections = [f"<h1>Search {html.escape(saved.search)}</h1>", _overview(spec, saved, trials)]
     sections.append(_leaderboard(ranked[:10], metric, searched))
     sections.append(_confirmation(experiment_dir, searched))
     if ranked:
@@ -67,7 +68,7 @@ def write_report(experiment_dir: Path, out: Path | None = None) -> Path:
         sections.append(_best_evaluation(out, ranked[0], spec))
         sections.append(_importance(out, ranked, metric, searched))
     sections.append(_asha(out, trials, spec))
-    page = _PAGE.format(title=html.escape(saved["search"]), body="\n".join(sections))
+    page = _PAGE.format(title=html.escape(saved.search), body="\n".join(sections))
     (out / "index.html").write_text(page)
     return out / "index.html"
 
@@ -79,10 +80,10 @@ def log_report(experiment_dir: Path, folder: Path, tracking_uri: str | None = No
         SkinsearchError: when MLflow cannot be reached or has no run of this search.
     """
     saved, spec = load_search(experiment_dir)
-    uri = tracking_uri or saved["tracking_uri"]
+    uri = tracking_uri or saved.tracking_uri or ""
     check_tracking_uri(uri)
     tracker = SearchTracker(
-        uri, spec.name, saved["search"], spec.train.metric, spec.train.resolved_mode
+        uri, spec.name, saved.search, spec.train.metric, spec.train.resolved_mode
     )
     return tracker.log_search_artifacts(folder, "report")
 
@@ -110,13 +111,13 @@ def _trials(experiment_dir: Path, spec: SearchSpec) -> list[Trial]:
 # -- sections ------------------------------------------------------------------------------------
 
 
-def _overview(spec: SearchSpec, saved: dict[str, Any], trials: list[Trial]) -> str:
+def _overview(spec: SearchSpec, saved: SearchRecord, trials: list[Trial]) -> str:
     ends = [t.end for t in trials]
     counts = ", ".join(f"{ends.count(e)} {e}" for e in sorted(set(ends))) or "none"
     starts = [t.rows[0]["timestamp"] - t.rows[0].get("time_this_iter_s", 0) for t in trials]
     wall = max(t.rows[-1]["timestamp"] for t in trials) - min(starts) if trials else 0.0
     return (
-        f"<p>{len(trials)} of {saved.get('trials', len(trials))} planned trials reported "
+        f"<p>{len(trials)} of {saved.trials or len(trials)} planned trials reported "
         f"({counts}); model {spec.model}; metric {spec.train.metric} "
         f"({spec.train.resolved_mode}); wall time {wall / 60:.1f} min; "
         f"written {time.strftime('%Y-%m-%d %H:%M')}.</p>"

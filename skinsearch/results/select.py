@@ -52,17 +52,15 @@ def find_best(
     Raises:
         ResultsError: when no trial of the search has reported ``metric``.
     """
-    info, _ = load_search(experiment_dir)
-    search, objective = info["search"], Objective.of(metric, mode)
+    info, spec = load_search(experiment_dir)
+    search, objective = info.search, Objective.of(metric, mode)
     note = ""
     try:
-        uri = (
-            tracking_uri or info.get("tracking_uri") or default_tracking_uri(experiment_dir.parent)
-        )
+        uri = tracking_uri or info.tracking_uri or default_tracking_uri(experiment_dir.parent)
         scores = [
             # the trial's folder under this search's (the tag may name a URI)
             TrialScore(r.trial_id, experiment_dir / basename(r.trial_dir), r.value, r.epoch)
-            for r in best_epochs(uri, info["spec"]["name"], search, objective)
+            for r in best_epochs(uri, spec.name, search, objective)
         ]
         source = "mlflow"
     except Exception as exc:  # MLflow unreachable or emptied: Tune's files still hold the results

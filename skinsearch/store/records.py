@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from skinsearch.config.spec import SearchSpec
 
 
 class TrialEnd(StrEnum):
@@ -37,3 +40,17 @@ class TrialRecord:
     error: str = ""
     closed: bool = False  # its MLflow run was ended
     open_tried: bool = False  # creating its MLflow run was attempted
+
+
+@dataclass(frozen=True)
+class SearchRecord:
+    """``search.yaml``: a search as it was started, read back (``searches.load_search``)."""
+
+    search: str  # its name: the folder under the storage, the MLflow parent run
+    spec: SearchSpec  # the resolved spec it ran
+    classes: list[str]
+    trials: int  # how many it planned
+    storage: str  # the folder or URI, as the user named it
+    tracking_uri: str | None
+    folds: int | None = None  # k-fold splits of train+val (a confirmation's)
+    confirms: str | None = None  # a confirmation's: the search it confirms

@@ -21,6 +21,7 @@ from skinsearch._yaml import YamlTooLarge, load_yaml
 from skinsearch.config.spec import SearchSpec, parse_spec
 from skinsearch.errors import ResultsError, SkinsearchError
 from skinsearch.store.layout import SEARCH_FILE
+from skinsearch.store.records import SearchRecord
 from skinsearch.store.storage import Storage, open_storage
 
 
@@ -51,8 +52,8 @@ def save_search_file(
     return path
 
 
-def load_search(experiment_dir: Path) -> tuple[dict[str, Any], SearchSpec]:
-    """A search's ``search.yaml`` (name, classes, trial count, tracking URI) and its spec.
+def load_search(experiment_dir: Path) -> tuple[SearchRecord, SearchSpec]:
+    """A search's ``search.yaml`` as a ``SearchRecord``, and its spec.
 
     Raises:
         ResultsError: one line naming the file, when it is missing, empty or not a search's.
@@ -65,12 +66,23 @@ def load_search(experiment_dir: Path) -> tuple[dict[str, Any], SearchSpec]:
             "the file from a backup, or choose another search with --name"
         )
     try:
-        return saved, parse_spec(saved["spec"], str(path))
+        spec = parse_spec(saved["spec"], str(path))
     except SkinsearchError as exc:
         raise ResultsError(
             f"{exc.problems[0]} (a search.yaml this version cannot read; restore the file or "
             "choose another search with --name)"
         ) from None
+    record = SearchRecord(
+        search=str(saved["search"]),
+        spec=spec,
+        classes=[str(c) for c in saved.get("classes") or []],
+        trials=int(saved.get("trials") or 0),
+        storage=str(saved.get("storage") or experiment_dir.parent),
+        tracking_uri=saved.get("tracking_uri"),
+        folds=saved.get("folds"),
+        confirms=saved.get("confirms"),
+    )
+    return record, spec
 
 
 def _read_search_file(path: Path) -> tuple[dict[str, Any] | None, str]:
@@ -198,7 +210,7 @@ def resumable(
             f"--resume: {file} ({', '.join(differ)}) differs from the search {found!r} was started "
             f"with; resume with the same file and options, or start a new search without --resume"
         )
-    return found, saved.get("tracking_uri"), saved.get("trials")
+    return found, saved.tracking_uri, saved.trials or None
 
 
 def _numbered(name: str) -> list[str]:

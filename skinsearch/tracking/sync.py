@@ -36,11 +36,11 @@ def sync_search(
 ) -> SyncReport:
     """Bring MLflow up to date with the search in ``experiment_dir``; see the module docstring."""
     saved, spec = load_search(experiment_dir)
-    uri = tracking_uri or saved["tracking_uri"]
+    uri = tracking_uri or saved.tracking_uri or ""
     check_tracking_uri(uri)
     metric, mode = spec.train.metric, spec.train.resolved_mode
     fixed = space.fixed_hparams(spec)
-    tracker = SearchTracker(uri, spec.name, saved["search"], metric, mode)
+    tracker = SearchTracker(uri, spec.name, saved.search, metric, mode)
     report = SyncReport()
 
     def read(folder: str) -> TrialRecord | None:
@@ -50,7 +50,7 @@ def sync_search(
         tracker.resume_search(read)
     except SkinsearchError:  # the parent run itself never reached MLflow
         tracker.start_search(
-            {"model": spec.model, "trials": saved.get("trials", 0)},
+            {"model": spec.model, "trials": saved.trials},
             tags={"skinsearch.experiment_dir": str(experiment_dir)},
         )
         tracker.log_search_file(experiment_dir / "search.yaml")

@@ -143,10 +143,13 @@ def resume_callback(echo: Callable[[str], None]) -> Any:
 
 
 def _mend_lost_checkpoint(trial: Any) -> str | None:
-    from ray.train._internal.storage import _exists_at_fs_path
+    # Ray's private checkpoint manager, checked against Ray 2.60: a restored trial holds no
+    # public way to drop a checkpoint that is no longer in the storage
+    from pyarrow.fs import FileType
 
     def stored(result: Any) -> bool:
-        return _exists_at_fs_path(result.checkpoint.filesystem, result.checkpoint.path)
+        found = result.checkpoint.filesystem.get_file_info(result.checkpoint.path)
+        return bool(found.type != FileType.NotFound)
 
     latest = trial.latest_checkpoint_result
     if trial.status != "PENDING" or latest is None or stored(latest):
