@@ -13,37 +13,15 @@ BASE = {"errors", "_files", "_messages", "_yaml", "_registry"}
 # unit -> the units it may import (besides itself and the base helpers). ``config.hparams`` and
 # ``config.objective`` are the vocabulary every layer shares; the rest of config reads the model
 # registry (which hyperparameters a model takes) to validate a file.
-LAYERS: dict[str, set[str]] = {
-    "config.hparams": set(),
-    "config.objective": set(),
-    "models": {"config.hparams"},
-    "data": {"config.hparams"},
-    "config": {"config.hparams", "config.objective", "models"},
-    "store": {"config.hparams", "config.objective", "config", "models"},
-    "training": {"config.hparams", "config.objective", "config", "models", "data", "store"},
-    "tracking": {"config.hparams", "config.objective", "config", "models", "store", "training"},
-    "tune": {
-        "config.hparams",
-        "config.objective",
-        "config",
-        "models",
-        "data",
-        "store",
-        "training",
-        "tracking",
-    },
-    "results": {
-        "config.hparams",
-        "config.objective",
-        "config",
-        "models",
-        "data",
-        "store",
-        "training",
-        "tracking",
-        "tune",
-    },
-}
+VOCABULARY = {"config.hparams", "config.objective"}
+LAYERS: dict[str, set[str]] = {"config.hparams": set(), "config.objective": set()}
+LAYERS["models"] = LAYERS["data"] = {"config.hparams"}
+LAYERS["config"] = VOCABULARY | {"models"}
+LAYERS["store"] = LAYERS["config"] | {"config"}
+LAYERS["training"] = LAYERS["store"] | {"data", "store"}
+LAYERS["tracking"] = LAYERS["store"] | {"store", "training"}
+LAYERS["tune"] = LAYERS["training"] | {"training", "tracking"}
+LAYERS["results"] = LAYERS["tune"] | {"tune"}
 TOP = {"cli", "_cli_support", "__main__", "__init__"}  # may import anything
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 60
 

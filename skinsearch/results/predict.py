@@ -18,28 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from skinsearch._yaml import YamlTooLarge, load_yaml
 from skinsearch.errors import ResultsError
-from skinsearch.store.layout import SEARCH_FILE
+from skinsearch.results.export import BUNDLE_FILES
 
 if TYPE_CHECKING:
     import torch
-
-
-BUNDLE_FILES = ("config.yaml", "model_state.pt")  # what makes a folder a bundle
-#: every file an export writes; ``--force`` replaces a folder that holds these and nothing else
-BUNDLE_CONTENTS = frozenset(
-    {
-        *BUNDLE_FILES,
-        "model_torchscript.pt",
-        "classes.json",
-        "preprocessing.json",
-        "metrics.json",
-        "confusion_matrix.png",
-        "classification_report.txt",
-        "classification_report.json",
-    }
-)
-#: files that mark a folder as a results storage or a search: never exported into
-STORAGE_MARKERS = ("mlflow.db", SEARCH_FILE)
 
 
 MAX_BUNDLE_TEXT = 1 << 20  # bytes: config.yaml, classes.json, preprocessing.json are far smaller

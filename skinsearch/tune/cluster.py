@@ -162,9 +162,9 @@ def _unschedulable(spec: SearchSpec, resources: dict[str, float]) -> str:
 
 
 def check_gpus(gpus: int | None, address: str | None) -> int | None:
+    """``--gpus``, checked against this machine's GPUs when Ray is started here."""
     if address is not None or gpus is None or gpus == 0:
         return gpus
-    """``--gpus``, checked against this machine's GPUs when Ray is started here."""
     import torch
 
     present = torch.cuda.device_count()
