@@ -9,6 +9,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -98,3 +99,23 @@ def start_server(
                     f"{Path(command[0]).name} did not start: {log_file.read_text()[-2000:]}"
                 )
             time.sleep(0.3)
+
+
+# -- MLflow, as a search on a local storage leaves it ---------------------------------------------
+
+
+def storage_client(storage: Path) -> Any:
+    """An MLflow client on the SQLite store a search keeps under ``storage``."""
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{storage / 'mlflow.db'}")
+
+
+def mlflow_runs(storage: Path, experiment: str | None = None) -> list[Any]:
+    """Every run under ``storage`` (of one experiment, when named)."""
+    client = storage_client(storage)
+    if experiment is None:
+        ids = [e.experiment_id for e in client.search_experiments()]
+    else:
+        ids = [client.get_experiment_by_name(experiment).experiment_id]
+    return list(client.search_runs(ids))

@@ -14,23 +14,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from skinsearch.cli import main
-from tests.conftest import read_until, spawn_skinsearch
+from tests.conftest import mlflow_runs, read_until, spawn_skinsearch, storage_client
 
 pytestmark = pytest.mark.slow
-
-
-def mlflow_runs(storage: Path) -> list[Any]:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{storage / 'mlflow.db'}")
-    return client.search_runs([e.experiment_id for e in client.search_experiments()])
 
 
 def sha(path: Path) -> str:
@@ -284,9 +276,7 @@ def test_class_names_with_brackets_and_symbols_keep_every_metric(
     result = CliRunner().invoke(main, ["run", str(space), "--storage", str(storage)])
     assert result.exit_code == 0, result.output
     assert "tracking call(s) failed" not in result.output
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{storage / 'mlflow.db'}")
+    client = storage_client(storage)
     trials = [r for r in mlflow_runs(storage) if "mlflow.parentRunId" in r.data.tags]
     assert len(trials) == 2
     for run in trials:

@@ -13,6 +13,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from skinsearch.cli import main
+from tests.conftest import mlflow_runs, storage_client
 
 pytestmark = pytest.mark.slow
 
@@ -47,12 +48,8 @@ def search(tiny_images: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     return {"result": result, "storage": storage, "work": work, "experiment": storage / "tiny"}
 
 
-def mlflow_runs(storage: Path) -> list[Any]:
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{storage / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("tiny")
-    return client.search_runs([experiment.experiment_id])
+def tiny_runs(storage: Path) -> list[Any]:
+    return mlflow_runs(storage, "tiny")
 
 
 def test_the_search_runs_and_summarises(search: dict[str, Any]) -> None:
@@ -68,9 +65,7 @@ def test_the_search_runs_and_summarises(search: dict[str, Any]) -> None:
 
 
 def test_every_trial_is_a_finished_child_run_with_per_epoch_metrics(search: dict[str, Any]) -> None:
-    from mlflow.tracking import MlflowClient
-
-    runs = mlflow_runs(search["storage"])
+    runs = tiny_runs(search["storage"])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert len(parents) == 1 and len(children) == 4
@@ -87,7 +82,7 @@ def test_every_trial_is_a_finished_child_run_with_per_epoch_metrics(search: dict
     spans = sorted((r.info.start_time, r.info.end_time) for r in children)
     assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{search['storage'] / 'mlflow.db'}")
+    client = storage_client(search["storage"])
     for run in children:
         assert run.data.params["lr"] in {"0.003", "0.0003", "3e-05", "1000000.0"}
         assert run.data.params["hidden_sizes"] == "[32]"
@@ -245,12 +240,8 @@ def test_report_writes_a_page_that_needs_no_network_and_logs_it(search: dict[str
     assert "Trials reaching each rung: epoch 1: 3, epoch 2: " in page
     assert "Needs at least 5 trials" in page  # importance is not made up from 3 points
 
-    (parent,) = [
-        r for r in mlflow_runs(search["storage"]) if "mlflow.parentRunId" not in r.data.tags
-    ]
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{search['storage'] / 'mlflow.db'}")
+    (parent,) = [r for r in tiny_runs(search["storage"]) if "mlflow.parentRunId" not in r.data.tags]
+    client = storage_client(search["storage"])
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert "report/index.html" in logged and "report/learning_curves.png" in logged
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from skinsearch.cli import main
 from skinsearch.store.trials import result_rows
-from tests.conftest import read_until, spawn_skinsearch
+from tests.conftest import mlflow_runs, read_until, spawn_skinsearch
 
 pytestmark = pytest.mark.slow
 
@@ -36,10 +36,7 @@ def descendants(pid: int) -> list[int]:
 
 
 def runs_of(storage: Path, experiment: str) -> list:  # type: ignore[type-arg]
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{storage / 'mlflow.db'}")
-    return client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    return mlflow_runs(storage, experiment)
 
 
 def cmdline(pid: int) -> bytes:

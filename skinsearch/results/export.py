@@ -19,6 +19,7 @@ import yaml
 from skinsearch._files import signals_held
 from skinsearch.errors import ResultsError
 from skinsearch.store.layout import SEARCH_FILE
+from skinsearch.store.records import CheckpointState
 from skinsearch.training.checkpoints import write_evaluation
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ def _bundle_file(path: Path) -> bool:
 
 def export_bundle(
     checkpoint: Path,
-    state: dict[str, Any],
+    state: CheckpointState,
     best: BestTrial,
     export_dir: Path,
     force: bool = False,
@@ -117,7 +118,7 @@ def export_bundle(
 def _write_bundle(
     folder: Path,
     checkpoint: Path,
-    state: dict[str, Any],
+    state: CheckpointState,
     best: BestTrial,
     protocol: dict[str, Any] | None,
 ) -> None:
@@ -126,10 +127,10 @@ def _write_bundle(
     from skinsearch.config.hparams import HParams
     from skinsearch.models import build_model
 
-    hp = HParams.model_validate(state["hparams"])
-    size = state["preprocessing"]["resize"][0]
+    hp = HParams.model_validate(state.hparams)
+    size = state.preprocessing["resize"][0]
     weights = torch.load(checkpoint / "model.pt", map_location="cpu", weights_only=True)
-    model = build_model(state["model"], hp, size, len(state["class_names"]))
+    model = build_model(state.model, hp, size, len(state.class_names))
     model.load_state_dict(weights)
     model.eval()
     torch.save(weights, folder / "model_state.pt")
@@ -141,10 +142,10 @@ def _write_bundle(
         traced.save(str(folder / "model_torchscript.pt"))
     search_doc = yaml.safe_load((checkpoint.parents[1] / SEARCH_FILE).read_text())
     config = {
-        "model": state["model"],
-        "hparams": state["hparams"],
-        "class_names": state["class_names"],
-        "epoch": state["epoch"],
+        "model": state.model,
+        "hparams": state.hparams,
+        "class_names": state.class_names,
+        "epoch": state.epoch,
         "search": best.search,
         "trial_id": best.score.trial_id,
         "chosen_by": {
@@ -157,9 +158,9 @@ def _write_bundle(
         "spec": search_doc["spec"],
     }
     (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    (folder / "classes.json").write_text(json.dumps(state["class_names"], indent=1))
-    (folder / "preprocessing.json").write_text(json.dumps(state["preprocessing"], indent=1))
-    write_evaluation(folder, state, f"{best.score.trial_id}, epoch {state['epoch']}")
+    (folder / "classes.json").write_text(json.dumps(state.class_names, indent=1))
+    (folder / "preprocessing.json").write_text(json.dumps(state.preprocessing, indent=1))
+    write_evaluation(folder, state, f"{best.score.trial_id}, epoch {state.epoch}")
 
 
 def _swap_in(partial: Path, export_dir: Path) -> None:

@@ -221,17 +221,17 @@ def _best_evaluation(out: Path, best: Trial, spec: SearchSpec) -> str:
     if found is None:
         return f"<h2>Best trial</h2><p>{best.name} kept no checkpoint.</p>"
     _, state, _ = found
-    ev = state["evaluation"]
+    ev = state.evaluation
     save_confusion_png(
         ev["confusion"],
         ev["class_names"],
         str(out / "confusion_matrix.png"),
-        f"{best.name}, epoch {state['epoch']}",
+        f"{best.name}, epoch {state.epoch}",
     )
     fields: dict[str, Any] = {k: (math.nan if v is None else v) for k, v in ev.items()}
     report = Evaluation(**fields).report_text()
     return (
-        f"<h2>Best trial: {html.escape(best.name)}, epoch {state['epoch']}</h2>"
+        f"<h2>Best trial: {html.escape(best.name)}, epoch {state.epoch}</h2>"
         '<img src="confusion_matrix.png" alt="confusion matrix">'
         f"<pre>{html.escape(report)}</pre>"
     )

@@ -106,14 +106,14 @@ def show_best(
             "epoch"
         )
     checkpoint, state, note = found
-    metrics = epoch_metrics(score) or state["metrics"]
+    metrics = epoch_metrics(score) or {k: v for k, v in state.metrics.items() if v is not None}
     shown = [
         f"{k}={v:.4f}"
         for k, v in metrics.items()
         if not k.startswith("val_recall_") and isinstance(v, float)
     ]
     echo("metrics: " + "  ".join(shown))
-    echo("config: " + "  ".join(f"{k}={v}" for k, v in state["hparams"].items()))
+    echo("config: " + "  ".join(f"{k}={v}" for k, v in state.hparams.items()))
     if note:
         echo(f"note: {note}")
     if export_dir is not None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict
+
 if TYPE_CHECKING:
     from skinsearch.config.spec import SearchSpec
 
@@ -54,3 +56,22 @@ class SearchRecord:
     tracking_uri: str | None
     folds: int | None = None  # k-fold splits of train+val (a confirmation's)
     confirms: str | None = None  # a confirmation's: the search it confirms
+
+
+class CheckpointState(BaseModel):
+    """A checkpoint's ``state.json``: the loop's state at that epoch, the epoch's metrics and
+    evaluation, and what rebuilds the model (its name, hyperparameters, classes, preprocessing).
+    Written by ``Trainer.save``; read by resume, ``best``, export, report and tracking."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    epoch: int
+    best: float | None  # the best score so far on the search's metric
+    best_epoch: int
+    bad_epochs: int  # epochs since the best, for patience
+    metrics: dict[str, float | None]  # this epoch's; None for an undefined one (AUC, one class)
+    evaluation: dict[str, Any]  # ``metrics.Evaluation`` as a dict
+    model: str
+    hparams: dict[str, Any]
+    class_names: list[str]
+    preprocessing: dict[str, Any]  # as ``DecodedData.preprocessing``

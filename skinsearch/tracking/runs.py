@@ -372,7 +372,7 @@ class SearchTracker:
             return
         _, state, _ = found
         with tempfile.TemporaryDirectory() as tmp:
-            write_evaluation(Path(tmp), state, f"{record.name}, epoch {state['epoch']}")
+            write_evaluation(Path(tmp), state, f"{record.name}, epoch {state.epoch}")
             self.client.log_artifacts(record.run_id, tmp, artifact_path="best_epoch")
 
     def _log(

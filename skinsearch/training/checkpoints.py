@@ -13,10 +13,11 @@ from typing import Any
 
 from skinsearch.config.objective import Objective
 from skinsearch.store.layout import STATE_FILE
+from skinsearch.store.records import CheckpointState
 from skinsearch.training.metrics import Evaluation
 from skinsearch.training.plots import save_confusion_png
 
-Checkpoint = tuple[Path, dict[str, Any]]  # folder, its state.json
+Checkpoint = tuple[Path, CheckpointState]  # folder, its state.json
 
 
 def kept_checkpoints(trial_dir: Path) -> list[Checkpoint]:
@@ -24,17 +25,16 @@ def kept_checkpoints(trial_dir: Path) -> list[Checkpoint]:
     found = []
     for folder in sorted(trial_dir.glob("checkpoint_*")):
         try:
-            state = json.loads((folder / STATE_FILE).read_text())
+            state = CheckpointState.model_validate_json((folder / STATE_FILE).read_text())
         except (OSError, ValueError):  # none, or one whose copy to the storage did not finish
             continue
-        if isinstance(state, dict):
-            found.append((folder, state))
+        found.append((folder, state))
     return found
 
 
 def best_checkpoint(
     trial_dir: Path, metric: str, mode: str, epoch: int | None = None
-) -> tuple[Path, dict[str, Any], str] | None:
+) -> tuple[Path, CheckpointState, str] | None:
     """The checkpoint of ``epoch`` if it was kept, else the kept one scoring best on ``metric``.
 
     Returns:
@@ -45,24 +45,24 @@ def best_checkpoint(
     if not kept:
         return None
     for folder, state in kept:
-        if state["epoch"] == epoch:
+        if state.epoch == epoch:
             return folder, state, ""
     folder, state = Objective.of(metric, mode).rank(
-        kept, lambda fs: fs[1]["metrics"].get(metric), lambda fs: fs[1]["epoch"]
+        kept, lambda fs: fs[1].metrics.get(metric), lambda fs: fs[1].epoch
     )[0]
     note = ""
     if epoch is not None:
         note = (
             f"epoch {epoch} was not checkpointed (checkpoints follow the search's metric); "
-            f"exporting epoch {state['epoch']}, the best kept one by {metric}"
+            f"exporting epoch {state.epoch}, the best kept one by {metric}"
         )
     return folder, state, note
 
 
-def write_evaluation(folder: Path, state: dict[str, Any], title: str) -> None:
+def write_evaluation(folder: Path, state: CheckpointState, title: str) -> None:
     """``confusion_matrix.png``, ``classification_report.txt``/``.json`` and ``metrics.json``
     for the epoch a checkpoint holds."""
-    evaluation = state["evaluation"]
+    evaluation = state.evaluation
     save_confusion_png(
         evaluation["confusion"],
         evaluation["class_names"],
@@ -73,4 +73,4 @@ def write_evaluation(folder: Path, state: dict[str, Any], title: str) -> None:
     ev = Evaluation(**fields)
     (folder / "classification_report.txt").write_text(ev.report_text())
     (folder / "classification_report.json").write_text(json.dumps(ev.report(), indent=1))
-    (folder / "metrics.json").write_text(json.dumps(state["metrics"], indent=1))
+    (folder / "metrics.json").write_text(json.dumps(state.metrics, indent=1))

@@ -28,6 +28,7 @@ from skinsearch.data.batch_augment import BatchAugment
 from skinsearch.data.decode import DecodedData
 from skinsearch.models import build_model
 from skinsearch.store.layout import MODEL_FILE, OPTIMIZER_FILE, STATE_FILE
+from skinsearch.store.records import CheckpointState
 from skinsearch.training.metrics import Evaluation, evaluate
 from skinsearch.training.optim import build_optimizer, lr_factor
 
@@ -164,16 +165,16 @@ class Trainer:
     def load(self, folder: str | Path) -> dict[str, float]:
         """Resume from a checkpoint written by ``save``; returns that epoch's metrics."""
         folder = Path(folder)
-        state = json.loads((folder / STATE_FILE).read_text())
+        state = CheckpointState.model_validate_json((folder / STATE_FILE).read_text())
         self.model.load_state_dict(
             torch.load(folder / MODEL_FILE, map_location=self.device, weights_only=True)
         )
         self.optimizer.load_state_dict(
             torch.load(folder / OPTIMIZER_FILE, map_location=self.device, weights_only=True)
         )
-        self.epoch, self.best = state["epoch"], state["best"]
-        self.best_epoch, self.bad_epochs = state["best_epoch"], state["bad_epochs"]
-        return dict(state["metrics"])
+        self.epoch, self.best = state.epoch, state.best
+        self.best_epoch, self.bad_epochs = state.best_epoch, state.bad_epochs
+        return {k: v for k, v in state.metrics.items() if v is not None}
 
     def _train_once(self, rng: np.random.Generator) -> tuple[float, float]:
         self.model.train()
