@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -70,3 +72,13 @@ def test_a_deeper_cnn_with_global_average_pooling() -> None:
     first_fc = next(m for m in model.modules() if isinstance(m, nn.Linear))
     assert first_fc.in_features == 64  # one value per channel, whatever the input size
     assert build_model("cnn", hp, 128, 8)(torch.zeros(1, 3, 128, 128)).shape == (1, 8)
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_tensorboard_histograms_name_each_parameter_by_its_layer(name: str) -> None:
+    from skinsearch.tracking.board import histogram_names
+
+    model = build_model(name, HParams(input_size=32), 32, 3)
+    named = histogram_names(model)
+    assert len(named) == len(list(model.parameters()))  # each parameter once
+    assert all(re.fullmatch(r"(\d+_)?[A-Z]\w*\.(weight|bias)", n) for n, _ in named), named

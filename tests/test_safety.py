@@ -11,6 +11,7 @@ import hashlib
 import json
 import multiprocessing
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -445,6 +446,26 @@ def test_a_valid_bundle_still_predicts(bundle: Path, image: Path) -> None:
     result = CliRunner().invoke(main, ["predict", str(bundle), str(image)])
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"{image}\t")
+
+
+def test_a_bundle_trained_on_the_builtin_data_says_so_when_it_predicts(
+    bundle: Path, image: Path
+) -> None:
+    from skinsearch.results.predict import predict
+
+    config = yaml.safe_load((bundle / "config.yaml").read_text())
+    (bundle / "config.yaml").write_text(
+        yaml.safe_dump({**config, "spec": {"data": {"path": "builtin:synthetic"}}})
+    )
+    with pytest.warns(UserWarning, match=r"trained on skinsearch's built-in data set"):
+        (prediction,) = predict(bundle, [image])
+    assert prediction.label in "abc"
+    (bundle / "config.yaml").write_text(
+        yaml.safe_dump({**config, "spec": {"data": {"path": str(image.parent)}}})
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a bundle of the user's own images: no warning
+        predict(bundle, [image])
 
 
 def test_a_decompression_bomb_image_is_one_line(bundle: Path, tmp_path: Path) -> None:

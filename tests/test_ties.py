@@ -38,6 +38,8 @@ def test_tied_trials_rank_the_same_everywhere(tiny_images: Path, tmp_path: Path)
     runner = CliRunner()
     run = runner.invoke(main, ["run", str(space), "--storage", str(storage), "--cpus", "2"])
     assert run.exit_code == 0, run.output
+    assert "Configuration for experiment" not in run.output  # Tune's banner: skinsearch says it
+    assert "View detailed results here" not in run.output
     folders = sorted((storage / "ties").glob("trial_*/"))
     records = [read_trial(f, "val_acc", "max", fixed={}) for f in folders]
     best = [r.best["val_acc"] for r in records if r is not None]

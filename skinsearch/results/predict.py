@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,6 +76,13 @@ class BundleConfig(BaseModel):
         """Whether the search evaluated (and so predicts) on the mean over flips."""
         train = self.spec.get("train")
         return isinstance(train, dict) and train.get("tta") is True
+
+    @property
+    def builtin_data(self) -> str | None:
+        """``builtin:NAME`` when the model was trained on a built-in data set (not real images)."""
+        data = self.spec.get("data")
+        path = data.get("path") if isinstance(data, dict) else None
+        return path if isinstance(path, str) and path.startswith("builtin:") else None
 
 
 @dataclass(frozen=True)
@@ -233,6 +241,13 @@ def predict(bundle: Path, images: list[Path]) -> list[Prediction]:
     from skinsearch.training.trainer import tta_proba
 
     checked = load_bundle(bundle)
+    if builtin := checked.config.builtin_data:
+        warnings.warn(
+            f"{bundle} was trained on skinsearch's built-in data set ({builtin}: rendered "
+            "lesion-like images, not photographs), so its predictions say nothing about real "
+            "skin; train on your own images with --data DIR",
+            stacklevel=2,
+        )
     prep = checked.preprocessing
     arrays = []
     for image in images:

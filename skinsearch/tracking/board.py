@@ -47,7 +47,7 @@ class TrialBoard:
         if val_images is not None:
             self.writer.add_images("val/first_batch", val_images, epoch, dataformats="NHWC")
         if model is not None:
-            for name, param in model.named_parameters():
+            for name, param in histogram_names(model):
                 # 64 even bins: TensorBoard's default exponential buckets took 5x longer
                 self.writer.add_histogram(
                     f"weights/{name}", param.detach().cpu(), epoch, bins=HISTOGRAM_BINS
@@ -88,3 +88,14 @@ def _markdown_confusion(evaluation: Any) -> str:
 
 def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
+
+
+def histogram_names(model: Any) -> list[tuple[str, Any]]:
+    """Each parameter with a name that says which layer holds it: ``10_Linear.bias`` rather
+    than a bare ``10.bias`` (a ``Sequential``'s index alone)."""
+    named = []
+    for path, module in model.named_modules():
+        for name, param in module.named_parameters(recurse=False):
+            where = f"{path}_{type(module).__name__}" if path else type(module).__name__
+            named.append((f"{where}.{name}", param))
+    return named

@@ -4,6 +4,7 @@ what stopped a search, how to resume it and where a trial's error is."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 
 def quiet_tune_logs() -> None:
@@ -22,6 +23,34 @@ def quiet_tune_logs() -> None:
         "ray.train._internal.syncer",
     ):
         logging.getLogger(name).addFilter(_one_line)
+
+
+def quiet_ray_start() -> None:
+    """Drop Ray's timestamped "Token authentication is enabled" warning on a local start:
+    skinsearch's own "Ray: ..." line says where the token is."""
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
+        _drop_token_notice
+    )
+
+
+def _drop_token_notice(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Token authentication is enabled for this Ray cluster")
+
+
+def quiet_tune_banner() -> None:
+    """Stop Tune printing its "Configuration for experiment" box and "View detailed results
+    here" at the start of every search, whatever the verbosity: skinsearch's first lines say
+    what runs and where its results go.
+
+    Ray's private reporter class, checked against Ray 2.60, where ``experiment_started`` only
+    prints.
+    """
+    from ray.tune.experimental.output import TuneTerminalReporter
+
+    def experiment_started(self: Any, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    TuneTerminalReporter.experiment_started = experiment_started  # type: ignore[method-assign]
 
 
 def _drop_trial_tracebacks(record: logging.LogRecord) -> bool:

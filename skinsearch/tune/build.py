@@ -14,7 +14,7 @@ from skinsearch.config.plan import SearchPlan
 from skinsearch.config.spec import SearchSpec
 from skinsearch.errors import SkinsearchError
 from skinsearch.tracking.runs import SearchTracker
-from skinsearch.tune._logs import quiet_tune_logs
+from skinsearch.tune._logs import quiet_tune_banner, quiet_tune_logs
 from skinsearch.tune.callbacks import (
     progress_callback,
     resume_callback,
@@ -49,6 +49,7 @@ def build_tuner(plan: SearchPlan, options: RunOptions, inputs: TunerInputs) -> A
     # ours; keep its CSV and JSON results (``best`` falls back on them) and nothing else.
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
     quiet_tune_logs()
+    quiet_tune_banner()
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # a trial that fails deterministically reports its error without metrics (trainable.py)
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")

@@ -10,6 +10,7 @@ from typing import Any
 
 from skinsearch.config.spec import SearchSpec
 from skinsearch.errors import SkinsearchError
+from skinsearch.tune._logs import quiet_ray_start
 
 Echo = Callable[[str], None]
 
@@ -106,6 +107,7 @@ START_TRIES = 5  # a dashboard port another Ray took between our check and Ray's
 def _start_local(cpus: int | None, gpus: int | None, dashboard_host: str) -> Any:
     import ray
 
+    quiet_ray_start()
     for attempt in range(START_TRIES):
         try:
             return ray.init(
