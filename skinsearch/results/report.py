@@ -33,7 +33,8 @@ IMPORTANCE_NOTE = (
     "Permutation importance of a random forest (scikit-learn) fitted to predict each trial's best "
     "{metric} from its hyperparameters: how much the forest's R² drops when one hyperparameter's "
     "values are shuffled. Larger means the metric depended more on it in this search; near zero "
-    "means no effect was detectable (or too few trials)."
+    "means no effect was detectable (or too few trials). A drop can exceed 1: with a shuffled "
+    "hyperparameter the forest can predict worse than the plain mean would (an R² below 0)."
 )
 
 
@@ -119,7 +120,8 @@ def _overview(spec: SearchSpec, saved: SearchRecord, trials: list[Trial]) -> str
     return (
         f"<p>{len(trials)} of {saved.trials or len(trials)} planned trials reported "
         f"({counts}); model {spec.model}; metric {spec.train.metric} "
-        f"({spec.train.resolved_mode}); wall time {wall / 60:.1f} min; "
+        f"({spec.train.resolved_mode}); {wall:.0f} s from the first trial's start to the last "
+        "result; "
         f"written {time.strftime('%Y-%m-%d %H:%M')}.</p>"
     )
 
@@ -130,7 +132,7 @@ def _leaderboard(top: list[Trial], metric: str, searched: list[str]) -> str:
     head += "".join(f"<th>{html.escape(n)}</th>" for n in searched)
     rows = []
     for i, t in enumerate(top, 1):
-        cells = [str(i), t.name, *[_fmt(t.best.get(c)) for c in cols]]
+        cells = [str(i), t.name, *[_score(t.best.get(c)) for c in cols]]
         cells += [str(len(t.rows)), f"{t.rows[-1].get('time_total_s', 0):.0f}", t.end]
         cells += [_fmt(t.config.get(n)) for n in searched]
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
@@ -208,6 +210,10 @@ def _curves(out: Path, top: list[Trial]) -> str:
     axes[0].set(xlabel="epoch", ylabel="loss", title="loss (solid: val, dashed: train)")
     axes[1].set(xlabel="epoch", ylabel="accuracy", title="accuracy (solid: val, dashed: train)")
     axes[1].legend(fontsize=7)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:  # epochs are whole numbers
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     fig.savefig(out / "learning_curves.png", dpi=100)
     plt.close(fig)
@@ -308,6 +314,13 @@ def _asha(out: Path, trials: list[Trial], spec: SearchSpec) -> str:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def _score(value: Any) -> str:
+    # every metric to the same 4 decimals, as the terminal's tables show them
+    if isinstance(value, int | float) and math.isfinite(value):
+        return f"{value:.4f}"
+    return "-"
 
 
 def _fmt(value: Any) -> str:
