@@ -81,11 +81,9 @@ class SearchPlan:
             sizes = space.input_sizes(spec)  # tpe samples as it goes: every size it may pick
         else:
             trials = len(configs)
-            given = {int(c["input_size"]) for c in configs if "input_size" in c}
-            sizes = (
-                sorted(given)
-                if len(given) and all("input_size" in c for c in configs)
-                else space.input_sizes(spec)
+            # a confirmation's configurations may leave input_size to the spec's fixed value
+            sizes = sorted(
+                {int(c.get("input_size", domains["input_size"].values[0])) for c in configs}
             )
         return cls(
             spec=spec,

@@ -33,6 +33,7 @@ from skinsearch.store.layout import CONFIRMATION_FILE
 from skinsearch.store.searches import load_search
 from skinsearch.store.storage import Storage
 from skinsearch.store.trials import read_trial
+from skinsearch.tracking.client import finite
 
 if TYPE_CHECKING:
     from skinsearch.tune.tuner import RunOptions
@@ -77,7 +78,7 @@ class Candidate:
     runs: list[tuple[Path, dict[str, float]]] = field(default_factory=list)  # folder, best row
 
     def mean_std(self, metric: str) -> tuple[float, float]:
-        values = [row[metric] for _, row in self.runs if _finite(row.get(metric))]
+        values = [row[metric] for _, row in self.runs if finite(row.get(metric))]
         if not values:
             return math.nan, math.nan
         return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
@@ -103,8 +104,7 @@ def top_configs(
     records = [
         r
         for folder in sorted(experiment_dir.glob("trial_*/"))
-        if (r := read_trial(folder, metric, mode, fixed)) is not None
-        and _finite(r.best.get(metric))
+        if (r := read_trial(folder, metric, mode, fixed)) is not None and finite(r.best.get(metric))
     ]
     if not records:
         raise ResultsError(
@@ -302,10 +302,6 @@ def _configuration(config: dict[str, Any]) -> dict[str, Any]:
 
 def _key(config: dict[str, Any]) -> str:
     return json.dumps(config, sort_keys=True, default=str)
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def _or_none(value: float) -> float | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from skinsearch.store.storage import is_uri, upload
+from skinsearch.tracking.client import finite
 from skinsearch.training.plots import confusion_image
 
 HISTOGRAM_BINS = 64
@@ -42,7 +42,7 @@ class TrialBoard:
     ) -> None:
         """Write one epoch. ``model`` and ``val_images`` are logged when given (first epoch)."""
         for key, value in metrics.items():
-            if key != "epoch" and _finite(value):
+            if key != "epoch" and finite(value):
                 self.writer.add_scalar(key, value, epoch)
         if val_images is not None:
             self.writer.add_images("val/first_batch", val_images, epoch, dataformats="NHWC")
@@ -84,10 +84,6 @@ def _markdown_confusion(evaluation: Any) -> str:
         for name, row in zip(names, evaluation.confusion, strict=True)
     ]
     return "\n".join([head, rule, *rows])
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def histogram_names(model: Any) -> list[tuple[str, Any]]:

@@ -28,7 +28,7 @@ def check_address(address: str) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
     except OSError as exc:
-        reason = exc.strerror or exc.__class__.__name__
+        reason = _reason(exc)
         raise SkinsearchError(
             f"--address {address}: no Ray cluster answers there ({reason}); "
             "start one with `ray start --head` or leave out --address"
@@ -94,7 +94,7 @@ def check_dashboard_host(host: str) -> None:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
             sock.bind((host.strip("[]"), 0))
     except OSError as exc:
-        reason = exc.strerror or exc.__class__.__name__
+        reason = _reason(exc)
         raise SkinsearchError(
             f"--dashboard-host {host}: this machine cannot listen there ({reason}); give one "
             "of its addresses, such as 127.0.0.1 (the default) or 0.0.0.0"
@@ -175,3 +175,7 @@ def check_gpus(gpus: int | None, address: str | None) -> int | None:
             f"--gpus {gpus}: this machine has {present} GPU(s); pass --gpus {present} or fewer"
         )
     return gpus
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or exc.__class__.__name__
