@@ -81,10 +81,9 @@ class SearchPlan:
             sizes = space.input_sizes(spec)  # tpe samples as it goes: every size it may pick
         else:
             trials = len(configs)
-            # a confirmation's configurations may leave input_size to the spec's fixed value
-            sizes = sorted(
-                {int(c.get("input_size", domains["input_size"].values[0])) for c in configs}
-            )
+            sizes = space.input_sizes(spec)  # unless every configuration names its own:
+            if all("input_size" in c for c in configs):
+                sizes = sorted({int(c["input_size"]) for c in configs})
         return cls(
             spec=spec,
             domains=domains,
