@@ -22,7 +22,6 @@ from skinsearch._cli_support import DEFAULT_STORAGE, format_warning, search_opti
 from skinsearch.errors import Interrupted, SkinsearchError
 
 if TYPE_CHECKING:
-    from skinsearch.config.spec import SearchSpec
     from skinsearch.tune.tuner import RunOptions, SearchOutcome
 
 
@@ -47,13 +46,14 @@ def main() -> None:
 def validate(file: Path) -> None:
     """Check a search-space FILE and print the space it resolves to, without starting Ray."""
     from skinsearch.config import space
+    from skinsearch.config.plan import SearchPlan
     from skinsearch.config.spec import load_spec
     from skinsearch.results.summary import plan_lines
 
     spec = load_spec(file)
     space.check_space(spec, str(file))
     click.echo(f"{file}: valid")
-    for line in plan_lines(spec):
+    for line in plan_lines(SearchPlan.compile(spec)):
         click.echo(line)
 
 
@@ -156,11 +156,11 @@ def run(
         dashboard_host=dashboard_host,
     )
     outcome = run_search(spec, options, echo=click.echo)
-    for line in summary_lines(spec, outcome):
+    for line in summary_lines(outcome):
         click.echo(line)
     _exit_if_stopped(outcome, name)
     if spec.confirm is not None and not no_confirm:
-        _confirm_after_run(spec, file, options, outcome.experiment_dir)
+        _confirm_after_run(file, options, outcome)
 
 
 def _exit_if_stopped(outcome: SearchOutcome, name: str) -> None:
@@ -191,25 +191,26 @@ def _exit_if_stopped(outcome: SearchOutcome, name: str) -> None:
         sys.exit(1)
 
 
-def _confirm_after_run(
-    spec: SearchSpec, file: Path, options: RunOptions, experiment_dir: Path
-) -> None:
+def _confirm_after_run(file: Path, options: RunOptions, outcome: SearchOutcome) -> None:
     """The file's ``confirm:`` block, after its search (once: a resumed search confirmed before
     says where)."""
-    from skinsearch.results.confirm import ConfirmPlan, confirm_search, stored_plan
+    from skinsearch.results.confirm import confirm_search
+    from skinsearch.store.search import Search
     from skinsearch.store.searches import unfinished_confirmation
 
     name, where = options.name, options.storage
     click.echo("")
-    plan = ConfirmPlan.from_spec(spec)
-    done = stored_plan(experiment_dir)
-    if done is not None and done[0] == plan:  # a resumed search that was confirmed before
-        click.echo(f"search {name} was confirmed before, in {done[1]}")
+    search = Search.load(outcome.experiment_dir)
+    plan = outcome.plan.confirm
+    assert plan is not None, "only a file with a confirm: block is confirmed after its search"
+    done = search.confirmation()
+    if done is not None and done.plan == plan:  # a resumed search that was confirmed before
+        click.echo(f"search {name} was confirmed before, in {done.confirmed_in}")
     else:
         # an unconfirmed search's latest confirmation is the one a Ctrl-C stopped
         carry_on = unfinished_confirmation(where, name) if options.resume and done is None else None
         try:
-            confirm_search(experiment_dir, plan, options, carry_on, echo=click.echo)
+            confirm_search(search, plan, options, carry_on, echo=click.echo)
         except Interrupted as exc:
             raise Interrupted(f"{exc}; `skinsearch run {file} --resume` carries it on") from None
     click.echo(
@@ -229,21 +230,22 @@ def _confirm_after_run(
 def report(name: str | None, storage: str, out: Path | None, mlflow_uri: str | None) -> None:
     """Write an HTML report of a search (leaderboard, what each hyperparameter did, curves,
     confusion matrix, importance, ASHA) and attach it to the search's MLflow run."""
-    from skinsearch.results.confirm import stored_plan
     from skinsearch.results.report import log_report, write_report
+    from skinsearch.store.search import Search
     from skinsearch.store.searches import open_search
 
     where, folder = open_search(storage, name, models=False)
-    confirmed = stored_plan(folder)
-    if confirmed is not None:
-        where.pull(confirmed[1], models=False)  # a URI's confirmation runs, for their table
-    page = write_report(folder, out.resolve() if out else None)
+    search = Search.load(folder)
+    confirmed = search.confirmation()
+    if confirmed is not None:  # a URI's confirmation runs, for their table
+        where.pull(confirmed.confirmed_in, models=False)
+    page = write_report(search, out.resolve() if out else None)
     click.echo(f"report: {page}")
     if out is None and where.uri is not None:
         where.push(page.parent)
         click.echo(f"report copied to {where.location(f'{folder.name}/{page.parent.name}')}")
     try:
-        run_id = log_report(folder, page.parent, mlflow_uri)
+        run_id = log_report(search, page.parent, mlflow_uri)
         click.echo(f"logged to MLflow run {run_id} under report/")
     except SkinsearchError as exc:
         click.echo(f"not logged to MLflow: {exc}", err=True)
@@ -254,11 +256,12 @@ def report(name: str | None, storage: str, out: Path | None, mlflow_uri: str | N
 @user_errors
 def sync_mlflow(name: str | None, storage: str, mlflow_uri: str | None) -> None:
     """Re-log a search's trials into MLflow from Tune's files (after the server was down)."""
+    from skinsearch.store.search import Search
     from skinsearch.store.searches import open_search
     from skinsearch.tracking.sync import sync_search
 
     _, folder = open_search(storage, name, models=False)
-    sync_search(folder, mlflow_uri, echo=click.echo)
+    sync_search(Search.load(folder), mlflow_uri, echo=click.echo)
 
 
 @main.command()
@@ -316,9 +319,11 @@ def best(
     each seed, print mean ± std of every metric, and choose the winner on the mean; --export
     then writes the winner's run closest to that mean. A search confirmed before (by --confirm
     or its file's confirm: block) shows that confirmed winner when asked for the same metric."""
-    from skinsearch.results.confirm import ConfirmPlan, confirm_search, recall, show_and_export
+    from skinsearch.config.plan import ConfirmPlan
+    from skinsearch.results.confirm import confirm_search, recall, show_and_export
     from skinsearch.results.export import check_export_dir
     from skinsearch.results.select import show_best
+    from skinsearch.store.search import Search
     from skinsearch.store.searches import open_search
     from skinsearch.store.storage import open_storage
     from skinsearch.tune.tuner import RunOptions
@@ -336,22 +341,21 @@ def best(
         # before any work; never into the results (a URI's: its local mirror)
         check_export_dir(export_dir, force, open_storage(storage, write=False).folder)
     where, experiment_dir = open_search(storage, name, models=export_dir is not None)
+    search = Search.load(experiment_dir)
     if confirm_k is not None:
         plan = ConfirmPlan(confirm_k, seeds, metric, mode, folds)
-        options = RunOptions(where, experiment_dir.name, cpus=cpus, mlflow_uri=mlflow_uri)
-        confirm_search(
-            experiment_dir, plan, options, export_dir=export_dir, force=force, echo=click.echo
-        )
+        options = RunOptions(where, search.name, cpus=cpus, mlflow_uri=mlflow_uri)
+        confirm_search(search, plan, options, export_dir=export_dir, force=force, echo=click.echo)
         return
-    confirmed = None if single else recall(where, experiment_dir, metric, export_dir is not None)
+    confirmed = None if single else recall(where, search, metric, export_dir is not None)
     if confirmed is not None:
         click.echo(
-            f"search {experiment_dir.name} was confirmed in {confirmed.search}: its confirmed "
+            f"search {search.name} was confirmed in {confirmed.search}: its confirmed "
             "winner (--single: the best single trial instead)"
         )
-        show_and_export(experiment_dir, confirmed, export_dir, force, echo=click.echo)
+        show_and_export(search, confirmed, export_dir, force, echo=click.echo)
         return
-    show_best(experiment_dir, metric, mode, mlflow_uri, export_dir, force, echo=click.echo)
+    show_best(search, metric, mode, mlflow_uri, export_dir, force, echo=click.echo)
 
 
 @main.command()

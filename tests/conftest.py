@@ -101,6 +101,37 @@ def start_server(
             time.sleep(0.3)
 
 
+# -- a search's folder, as Tune and skinsearch leave it ----------------------------------------
+
+
+def write_search(storage: Path, name: str, spec_text: str, classes: list[str]) -> Path:
+    """A search folder with its ``search.yaml`` (``spec_text`` after its ``name:`` line), as
+    ``skinsearch run`` writes it before its first trial."""
+    from skinsearch.config.spec import loads_spec
+    from skinsearch.store.searches import save_search_file
+    from skinsearch.store.storage import Storage
+
+    spec = loads_spec(f"name: {name}\n{spec_text}")
+    folder = storage / name
+    folder.mkdir(parents=True)
+    save_search_file(folder, spec, name, classes, 2, Storage(storage), "sqlite://")
+    return folder
+
+
+def write_trial(
+    search: Path, name: str, params: dict[str, Any], rows: list[dict[str, Any]]
+) -> Path:
+    """A trial folder as Tune leaves it: ``params.json`` and one ``result.json`` line per epoch."""
+    import json
+
+    folder = search / name
+    folder.mkdir()
+    (folder / "params.json").write_text(json.dumps(params))
+    lines = [json.dumps({"trial_id": name.removeprefix("trial_"), **row}) for row in rows]
+    (folder / "result.json").write_text("".join(line + "\n" for line in lines))
+    return folder
+
+
 # -- MLflow, as a search on a local storage leaves it ---------------------------------------------
 
 

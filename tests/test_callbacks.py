@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from skinsearch.config.objective import Objective
 from skinsearch.tune.callbacks import _mend_lost_checkpoint, progress_table
 
 
@@ -35,7 +36,7 @@ def test_running_trials_show_their_latest_epoch_or_that_they_are_starting() -> N
         Trial("t2", "TERMINATED", {"epoch": 5, "val_acc": 0.7}, {"val_acc": {"max": 0.7}}),
         Trial("t3", "PENDING"),
     ]
-    table = progress_table(trials, "val_acc", "max", 42.0).splitlines()
+    table = progress_table(trials, Objective.of("val_acc", "max"), 42.0).splitlines()
     assert table[0] == "[   42s] 4 trials: 1 pending, 2 running, 1 terminated"
     assert table[1] == "  best so far: t2 val_acc=0.7000"
     assert table[2:] == ["  t0  epoch   3  val_acc=0.5000", "  t1  starting"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from skinsearch.config.plan import ConfirmPlan
 from skinsearch.config.spec import loads_spec
-from skinsearch.results.confirm import ConfirmPlan, _started_for
+from skinsearch.results.confirm import _started_for
 from skinsearch.store.searches import save_search_file, unfinished_confirmation
 from skinsearch.store.storage import Storage
 

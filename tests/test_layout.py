@@ -94,3 +94,24 @@ def test_modules_and_functions_are_short() -> None:
                 if lines > MAX_FUNCTION_LINES:
                     long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}: {lines}")
     assert not long, long
+
+
+def test_reading_a_search_loads_neither_torch_nor_ray() -> None:
+    # validate, report and sync-mlflow read specs and results: they should start fast and run
+    # where torch is not installed the same way (a laptop reading a cluster's results)
+    import subprocess
+    import sys
+
+    readers = [
+        "skinsearch.cli",
+        "skinsearch.config.plan",
+        "skinsearch.store.search",
+        "skinsearch.results.report",
+        "skinsearch.tracking.sync",
+    ]
+    code = (
+        f"import sys\nfor m in {readers!r}: __import__(m)\n"
+        "print(sorted(m for m in ('torch', 'ray', 'cv2') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

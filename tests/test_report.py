@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from skinsearch.results.report import Trial, _importance, importance
+from skinsearch.results.report import _importance, importance
+from skinsearch.store.records import TrialRecord
 
 
 def test_importance_ranks_the_hyperparameter_that_matters_first(tmp_path: Path) -> None:
@@ -19,7 +20,7 @@ def test_importance_ranks_the_hyperparameter_that_matters_first(tmp_path: Path) 
         acc = 0.3 + 0.1 * (np.log10(lr) + 4) + rng.normal(0, 0.005)  # only lr matters
         config = {"lr": lr, "dropout": dropout, "optimizer": ["adam", "sgd"][i % 2]}
         row = {"epoch": 1, "val_acc": acc}
-        trials.append(Trial(f"t{i}", config, [row], row, "completed", tmp_path))
+        trials.append(TrialRecord("", f"t{i}", config, str(tmp_path), epochs=1, best=row))
     html = _importance(tmp_path, trials, "val_acc", ["lr", "dropout", "optimizer"])
     assert "Permutation importance of a random forest" in html
     assert (tmp_path / "importance.png").is_file()

@@ -74,31 +74,6 @@ def test_ranges_stay_in_bounds() -> None:
     assert {c["batch_size"] for c in configs} == {16, 17, 18}
 
 
-def test_list_options_round_trip_through_tune_encoding() -> None:
-    from skinsearch.config.plan import LIST_HPARAMS, decode, encode
-
-    assert set(LIST_HPARAMS) == {"hidden_sizes", "channels"}  # read from HParams' list fields
-    assert encode({"channels": [16, 32], "lr": 0.1}) == {"channels": "16-32", "lr": 0.1}
-    assert decode({"channels": "16-32", "hidden_sizes": "8", "lr": 0.1}) == {
-        "channels": [16, 32],
-        "hidden_sizes": [8],
-        "lr": 0.1,
-    }
-
-
-def test_a_plan_is_compiled_once_with_what_the_search_runs() -> None:
-    from skinsearch.config.plan import SearchPlan
-
-    spec = spec_of(GRID)
-    plan = SearchPlan.compile(spec, max_trials=5)
-    assert plan.space_trials == 12 and plan.trials == 5 and len(plan.configs or []) == 5
-    assert set(plan.searched) <= set(plan.domains) and not set(plan.searched) & set(plan.fixed)
-    assert plan.input_sizes == tuple(sorted({c["input_size"] for c in plan.configs or []}))
-    assert all(not set(c) & set(plan.fixed) for c in plan.tune_configs())
-    config = plan.tune_configs()[0]
-    assert plan.trial_config(config) == {**plan.fixed, **(plan.configs or [])[0]}
-
-
 def test_input_sizes_are_the_discrete_values() -> None:
     assert space.input_sizes(spec_of("params:\n  input_size: {choice: [64, 32, 64]}\n")) == [32, 64]
 

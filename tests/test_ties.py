@@ -12,8 +12,9 @@ from click.testing import CliRunner
 
 from skinsearch.cli import main
 from skinsearch.config.objective import Objective
+from skinsearch.config.plan import ConfirmPlan
 from skinsearch.results.confirm import top_configs
-from skinsearch.store.trials import read_trial
+from skinsearch.store.search import Search
 
 pytestmark = pytest.mark.slow
 
@@ -40,9 +41,9 @@ def test_tied_trials_rank_the_same_everywhere(tiny_images: Path, tmp_path: Path)
     assert run.exit_code == 0, run.output
     assert "Configuration for experiment" not in run.output  # Tune's banner: skinsearch says it
     assert "View detailed results here" not in run.output
-    folders = sorted((storage / "ties").glob("trial_*/"))
-    records = [read_trial(f, "val_acc", "max", fixed={}) for f in folders]
-    best = [r.best["val_acc"] for r in records if r is not None]
+    search = Search.load(storage / "ties")
+    folders = sorted(search.folder.glob("trial_*/"))
+    best = [r.best["val_acc"] for r in search.trials()]
     assert len(best) == 2 and best[0] == best[1], f"the fixture must tie: {best}"
     first, second = (f.name for f in folders)  # ..._00000 and ..._00001
     first_id = first.removeprefix("trial_")
@@ -63,10 +64,8 @@ def test_tied_trials_rank_the_same_everywhere(tiny_images: Path, tmp_path: Path)
     leaderboard = re.findall(r"<tr><td>\d+</td><td>(trial_[^<]+)</td>", page)
     assert leaderboard[:2] == [first, second]
 
-    assert [name for name, _ in top_configs(storage / "ties", 2, "val_acc", "max")] == [
-        first,
-        second,
-    ]
+    top = top_configs(search, ConfirmPlan(2, 3, "val_acc", "max"))
+    assert [t.name for t in top] == [t.name for t in search.ranked()] == [first, second]
 
 
 def test_objective_breaks_ties_by_name_and_puts_missing_values_last() -> None:

@@ -6,8 +6,12 @@ import json
 from pathlib import Path
 
 from skinsearch.config.objective import Objective
+from skinsearch.config.plan import SearchPlan
+from skinsearch.config.spec import loads_spec
 from skinsearch.results.select import _scores_from_tune
 from skinsearch.store.trials import read_trial, result_rows
+
+PLAN = SearchPlan.compile(loads_spec("name: t\nmodel: mlp\ntrain: {metric: val_acc}\n"))
 
 
 def test_epochs_reported_again_after_a_resume_count_once_the_later_report_kept(
@@ -26,7 +30,7 @@ def test_epochs_reported_again_after_a_resume_count_once_the_later_report_kept(
     )
 
     rows = result_rows(folder)
-    record = read_trial(folder, "val_acc", "max", fixed={})
+    record = read_trial(folder, PLAN)
     (score,) = _scores_from_tune(tmp_path / "search", Objective("val_acc", "max"))
 
     assert [(r["epoch"], r["val_acc"]) for r in rows] == [

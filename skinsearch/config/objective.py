@@ -52,6 +52,10 @@ class Objective:
             return -math.inf
         return self.sign * number if math.isfinite(number) else -math.inf
 
+    def has_value(self, metrics: dict[str, Any]) -> bool:
+        """Whether ``metrics`` holds a finite value of the metric."""
+        return self.value_of(metrics) > -math.inf
+
     def value_of(self, metrics: dict[str, Any]) -> float:
         """The objective's score in one row of metrics (see ``score``)."""
         return self.score(metrics.get(self.metric))

@@ -4,7 +4,8 @@ The tuner, the searchers, the trainable, the callbacks and the summary read the 
 them re-derives a piece of it from the spec. The plan holds every hyperparameter's domain, the
 fixed ones (kept out of Tune's config), the searched ones, the configurations a ``grid`` or
 ``random`` search runs (or the trial count of a ``tpe`` one), the input sizes to decode, the
-objective, and the codec that carries list values (``channels: [16, 32]``) through Tune.
+objective, the confirmation after the search (``ConfirmPlan``), and the codec that carries list
+values (``channels: [16, 32]``) through Tune.
 """
 
 from __future__ import annotations
@@ -49,6 +50,43 @@ def encode_value(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class ConfirmPlan:
+    """How to confirm a search: the top ``k`` configurations by ``metric``, each run ``seeds``
+    times (and, with ``folds``, once per k-fold split for each seed)."""
+
+    k: int
+    seeds: int
+    metric: str
+    mode: str
+    folds: int | None = None
+
+    @classmethod
+    def from_spec(cls, spec: SearchSpec) -> ConfirmPlan | None:
+        """The plan of a search file's ``confirm:`` block, by the search's own metric."""
+        c = spec.confirm
+        if c is None:
+            return None
+        return cls(c.top, c.resolved_seeds, spec.train.metric, spec.train.resolved_mode, c.folds)
+
+    @property
+    def objective(self) -> Objective:
+        """The metric and direction the confirmation ranks by."""
+        return Objective.of(self.metric, self.mode)
+
+    def runs(self, configurations: int) -> int:
+        """How many runs confirming ``configurations`` of them takes."""
+        return min(self.k, configurations) * self.seeds * (self.folds or 1)
+
+    def runs_text(self) -> str:
+        """How each configuration is rerun, in words: "3 seeds", "5 folds of train+val", ..."""
+        seeds = f"{self.seeds} seed{'s' if self.seeds != 1 else ''}"
+        if not self.folds:
+            return seeds
+        folds = f"{self.folds} folds of train+val"
+        return folds if self.seeds == 1 else f"{seeds} × {folds}"
+
+
+@dataclass(frozen=True)
 class SearchPlan:
     """What one search runs, compiled from its spec by ``SearchPlan.compile``."""
 
@@ -61,6 +99,7 @@ class SearchPlan:
     trials: int  # how many trials this search runs
     input_sizes: tuple[int, ...]  # the sizes its trials use: each is decoded once
     objective: Objective
+    confirm: ConfirmPlan | None  # the file's ``confirm:`` block
 
     @classmethod
     def compile(
@@ -94,6 +133,7 @@ class SearchPlan:
             trials=trials,
             input_sizes=tuple(sizes),
             objective=spec.train.objective,
+            confirm=ConfirmPlan.from_spec(spec),
         )
 
     def tune_configs(self) -> list[Config]:

@@ -41,12 +41,6 @@ def domains(spec: SearchSpec) -> dict[str, Param]:
     return out
 
 
-def fixed_hparams(spec: SearchSpec) -> dict[str, Any]:
-    """Hyperparameters with one value in the whole search. They stay out of Tune's config (and
-    its progress table); trials, MLflow params and tools that rebuild a trial get them here."""
-    return {name: p.values[0] for name, p in domains(spec).items() if p.kind == "fixed"}
-
-
 def num_trials(spec: SearchSpec) -> int:
     """How many trials the spec runs: grid combinations x num_samples, or num_samples."""
     if spec.search.sampler != "grid":
@@ -142,9 +136,8 @@ def _check_size(spec: SearchSpec, source: str) -> None:
     )
 
 
-def describe(spec: SearchSpec) -> Iterator[str]:
+def describe(doms: dict[str, Param]) -> Iterator[str]:
     """Lines describing each hyperparameter's domain, searched ones first."""
-    doms = domains(spec)
     width = max(map(len, doms))
     searched = [n for n, p in doms.items() if p.kind != "fixed"]
     for name in searched + [n for n in doms if n not in searched]:

@@ -1,16 +1,21 @@
-"""The model registry: a name -> builder table, and the one factory that uses it."""
+"""The model registry: a name -> builder table, and the one factory that uses it.
+
+The table itself needs no torch: a spec is validated, and ``report`` or ``sync-mlflow`` read a
+search, without loading it. Model modules import torch inside their builders for that reason.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from skinsearch.config.hparams import HParams
-from skinsearch.models._init import init_weights
 
-Builder = Callable[[HParams, int, int], nn.Module]
+if TYPE_CHECKING:
+    from torch import nn
+
+Builder = Callable[[HParams, int, int], "nn.Module"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ def build_model(name: str, hparams: HParams, input_size: int, num_classes: int) 
         raise ValueError(f"model {name!r} needs input_size >= {smallest}, got {input_size}")
     model = entry.builder(hparams, input_size, num_classes)
     if "init" in entry.hparams:
+        from skinsearch.models._init import init_weights
+
         init_weights(model, hparams.init)
     return model
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from skinsearch.config.hparams import HParams
 from skinsearch.models._registry import register_model
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 def _min_input_size(hp: HParams) -> int:
@@ -25,6 +28,8 @@ def build_cnn(hp: HParams, input_size: int, num_classes: int) -> nn.Module:
     ``pooling: gap`` averages each channel over the image before the classifier (global average
     pooling): far fewer weights than flattening, and the usual head of deeper networks
     (``channels: [32, 64, 128, 256]`` with ``batchnorm: true``)."""
+    from torch import nn
+
     layers: list[nn.Module] = []
     in_channels = 3
     for out_channels in hp.channels:

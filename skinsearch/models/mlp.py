@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
-from torch import nn
+from typing import TYPE_CHECKING
 
 from skinsearch.config.hparams import HParams
 from skinsearch.models._registry import register_model
 
-_ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,
-    "elu": nn.ELU,
-    "gelu": nn.GELU,
-    "tanh": nn.Tanh,
+if TYPE_CHECKING:
+    from torch import nn
+
+#: ``activation`` -> the ``torch.nn`` layer class
+_ACTIVATIONS = {
+    "relu": "ReLU",
+    "leaky_relu": "LeakyReLU",
+    "elu": "ELU",
+    "gelu": "GELU",
+    "tanh": "Tanh",
 }
 
 
 @register_model("mlp", hparams={"hidden_sizes", "batchnorm", "activation", "init"})
 def build_mlp(hp: HParams, input_size: int, num_classes: int) -> nn.Module:
     """Flatten -> [Linear -> (BatchNorm) -> activation -> Dropout] per hidden size -> Linear."""
-    act_layer = _ACTIVATIONS[hp.activation]
+    from torch import nn
+
+    act_layer: type[nn.Module] = getattr(nn, _ACTIVATIONS[hp.activation])
     layers: list[nn.Module] = [nn.Flatten()]
     width = 3 * input_size * input_size
     for size in hp.hidden_sizes:

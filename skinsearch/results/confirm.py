@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from skinsearch._files import write_atomic
-from skinsearch.config import space
-from skinsearch.config.objective import Objective
-from skinsearch.config.spec import SchedulerSpec, SearchSpec
+from skinsearch.config.plan import ConfirmPlan
+from skinsearch.config.spec import SchedulerSpec
 from skinsearch.errors import Interrupted, ResultsError
 from skinsearch.store.layout import CONFIRMATION_FILE
+from skinsearch.store.records import ConfirmationRecord, ConfirmedWinner, TrialRecord
+from skinsearch.store.search import Search
 from skinsearch.store.searches import load_search
 from skinsearch.store.storage import Storage
-from skinsearch.store.trials import read_trial
 from skinsearch.tracking.client import finite
 
 if TYPE_CHECKING:
@@ -42,43 +42,17 @@ REPORTED = ["val_acc", "val_balanced_acc", "val_macro_f1", "val_auc", "val_loss"
 SEED_STEP = 1000  # seeds of the confirmation runs: the trial's seed + 1000, + 2000, ...
 
 
-@dataclass(frozen=True)
-class ConfirmPlan:
-    """How to confirm: the top ``k`` configurations by ``metric``, each run ``seeds`` times
-    (and, with ``folds``, once per k-fold split for each seed)."""
-
-    k: int
-    seeds: int
-    metric: str
-    mode: str
-    folds: int | None = None
-
-    @classmethod
-    def from_spec(cls, spec: SearchSpec) -> ConfirmPlan:
-        """The plan of a search file's ``confirm:`` block, by the search's own metric."""
-        assert spec.confirm is not None
-        c = spec.confirm
-        return cls(c.top, c.resolved_seeds, spec.train.metric, spec.train.resolved_mode, c.folds)
-
-    def runs_text(self) -> str:
-        """How each configuration is rerun, in words: "3 seeds", "5 folds of train+val", ..."""
-        seeds = f"{self.seeds} seed{'s' if self.seeds != 1 else ''}"
-        if not self.folds:
-            return seeds
-        folds = f"{self.folds} folds of train+val"
-        return folds if self.seeds == 1 else f"{seeds} × {folds}"
-
-
 @dataclass
 class Candidate:
     """One configuration retrained over several seeds."""
 
     config: dict[str, Any]  # without the seed
     source_trial: str  # the search trial it came from
-    runs: list[tuple[Path, dict[str, float]]] = field(default_factory=list)  # folder, best row
+    runs: list[TrialRecord] = field(default_factory=list)  # its runs in the confirmation
 
     def mean_std(self, metric: str) -> tuple[float, float]:
-        values = [row[metric] for _, row in self.runs if finite(row.get(metric))]
+        """Mean and standard deviation over its runs of ``metric`` at each run's best epoch."""
+        values = [run.best[metric] for run in self.runs if finite(run.best.get(metric))]
         if not values:
             return math.nan, math.nan
         return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
@@ -91,31 +65,21 @@ class Confirmation:
     search: str  # the confirmation search's name
     plan: ConfirmPlan
     candidates: list[Candidate]  # best mean first
-    representative: tuple[Path, dict[str, float]]  # the winner's run closest to its mean
+    representative: TrialRecord  # the winner's run closest to its mean
 
 
-def top_configs(
-    experiment_dir: Path, k: int, metric: str, mode: str
-) -> list[tuple[str, dict[str, Any]]]:
-    """The ``k`` best trials of a search by their best epoch on ``metric``: (name, config)."""
-    saved, spec = load_search(experiment_dir)
-    fixed = space.fixed_hparams(spec)
-    objective = Objective.of(metric, mode)
-    records = [
-        r
-        for folder in sorted(experiment_dir.glob("trial_*/"))
-        if (r := read_trial(folder, metric, mode, fixed)) is not None and finite(r.best.get(metric))
-    ]
-    if not records:
+def top_configs(search: Search, plan: ConfirmPlan) -> list[TrialRecord]:
+    """The ``plan.k`` best trials of a search by their best epoch on the plan's metric."""
+    ranked = search.ranked(plan.objective)
+    if not ranked:
         raise ResultsError(
-            f"no trial of search {saved.search!r} has reported {metric} yet; nothing to confirm"
+            f"no trial of search {search.name!r} has reported {plan.metric} yet; nothing to confirm"
         )
-    ranked = objective.rank(records, lambda r: r.best[metric], lambda r: r.name)
-    return [(r.name, r.config) for r in ranked[:k]]
+    return ranked[: plan.k]
 
 
 def confirm(
-    experiment_dir: Path,
+    search: Search,
     plan: ConfirmPlan,
     run: Callable[[Any, list[dict[str, Any]], str], Path],
     echo: Callable[[str], None] = print,
@@ -125,66 +89,56 @@ def confirm(
     ``run(spec, configs, name)`` runs a search of exactly ``configs`` (a ``fold`` key in each
     when ``plan.folds``) and returns its folder.
     """
-    saved, spec = load_search(experiment_dir)
-    metric, seeds, folds = plan.metric, plan.seeds, plan.folds
-    top = top_configs(experiment_dir, plan.k, metric, plan.mode)
+    top = top_configs(search, plan)
     configs = [
         {
-            **_configuration(config),
-            "seed": int(config.get("seed", 0)) + SEED_STEP * (s + 1),
-            **({"fold": f} if folds else {}),
+            **_configuration(trial.config),
+            "seed": int(trial.config.get("seed", 0)) + SEED_STEP * (s + 1),
+            **({"fold": f} if plan.folds else {}),
         }
-        for _, config in top
-        for s in range(seeds)
-        for f in range(folds or 1)
+        for trial in top
+        for s in range(plan.seeds)
+        for f in range(plan.folds or 1)
     ]
     echo(
-        f"confirming the top {len(top)} of search {saved.search} by {metric}: "
+        f"confirming the top {len(top)} of search {search.name} by {plan.metric}: "
         f"{plan.runs_text()} each, {len(configs)} runs, no early stopping across runs"
     )
-    confirm_spec = spec.model_copy(
+    confirm_spec = search.spec.model_copy(
         update={"scheduler": SchedulerSpec(type="none"), "confirm": None}
     )
-    folder = run(confirm_spec, configs, f"{saved.search}-confirm")
-    result = collect(experiment_dir, folder, plan)
-    save_confirmation(experiment_dir, result)
+    folder = run(confirm_spec, configs, f"{search.name}-confirm")
+    result = collect(search, Search.load(folder), plan)
+    save_confirmation(search.folder, result)
     return result
 
 
-def collect(experiment_dir: Path, folder: Path, plan: ConfirmPlan) -> Confirmation:
-    """The confirmation of search ``experiment_dir`` that ran in ``folder``: its runs grouped by
+def collect(search: Search, runs: Search, plan: ConfirmPlan) -> Confirmation:
+    """The confirmation of ``search`` whose runs are the search ``runs``: grouped by
     configuration, best mean first."""
-    _, spec = load_search(experiment_dir)
-    metric, mode = plan.metric, plan.mode
-    top = top_configs(experiment_dir, plan.k, metric, mode)
-    candidates = [Candidate(_configuration(config), name) for name, config in top]
-    fixed = space.fixed_hparams(spec)
+    metric = plan.metric
+    candidates = [Candidate(_configuration(t.config), t.name) for t in top_configs(search, plan)]
     by_key = {_key(c.config): c for c in candidates}
-    for trial_dir in sorted(folder.glob("trial_*/")):
-        record = read_trial(trial_dir, metric, mode, fixed)
-        if record is None or not record.best:
-            continue
+    for record in runs.trials(plan.objective):
         candidate = by_key.get(_key(_configuration(record.config)))
-        if candidate is not None:
-            candidate.runs.append((trial_dir, record.best))
+        if candidate is not None and record.best:
+            candidate.runs.append(record)
     scored = [c for c in candidates if c.runs]
     if not scored:
         raise ResultsError(
-            f"no run of the confirmation {folder.name} reported {metric} (each failed run's "
-            f"error is in its trial folder); search {experiment_dir.name} is kept: try again "
-            f"with skinsearch best --name {experiment_dir.name} --metric {metric} "
+            f"no run of the confirmation {runs.name} reported {metric} (each failed run's "
+            f"error is in its trial folder); search {search.name} is kept: try again "
+            f"with skinsearch best --name {search.name} --metric {metric} "
             f"--confirm {plan.k} --seeds {plan.seeds}"
             + (f" --folds {plan.folds}" if plan.folds else "")
         )
     # a tie of means goes to the configuration that ranked first in the search
     order = {id(c): i for i, c in enumerate(candidates)}
-    scored = Objective.of(metric, mode).rank(
-        scored, lambda c: c.mean_std(metric)[0], lambda c: order[id(c)]
-    )
+    scored = plan.objective.rank(scored, lambda c: c.mean_std(metric)[0], lambda c: order[id(c)])
     winner = scored[0]
     mean = winner.mean_std(metric)[0]
-    representative = min(winner.runs, key=lambda run: abs(run[1].get(metric, math.inf) - mean))
-    return Confirmation(folder.name, plan, scored, representative)
+    representative = min(winner.runs, key=lambda r: abs(r.best.get(metric, math.inf) - mean))
+    return Confirmation(runs.name, plan, scored, representative)
 
 
 def save_confirmation(experiment_dir: Path, result: Confirmation) -> Path:
@@ -192,29 +146,21 @@ def save_confirmation(experiment_dir: Path, result: Confirmation) -> Path:
     the winner, so that ``best`` by the same metric shows the confirmed winner from then on."""
     winner = result.candidates[0]
     mean, std = winner.mean_std(result.plan.metric)
-    doc = {
+    record = ConfirmationRecord(
         **dataclasses.asdict(result.plan),
-        "confirmed_in": result.search,
-        "winner": {"from_trial": winner.source_trial, "mean": _or_none(mean), "std": _or_none(std)},
-        "representative": result.representative[0].name,
-    }
+        confirmed_in=result.search,
+        winner=ConfirmedWinner(
+            from_trial=winner.source_trial, mean=_or_none(mean), std=_or_none(std)
+        ),
+        representative=result.representative.name,
+    )
     path = experiment_dir / CONFIRMATION_FILE
-    write_atomic(path, json.dumps(doc, indent=1))
+    write_atomic(path, record.model_dump_json(indent=1))
     return path
 
 
-def stored_plan(experiment_dir: Path) -> tuple[ConfirmPlan, str] | None:
-    """The plan of the search's saved confirmation and the search it ran in, or None."""
-    path = experiment_dir / CONFIRMATION_FILE
-    if not path.is_file():
-        return None
-    doc = json.loads(path.read_text())
-    names = {f.name for f in dataclasses.fields(ConfirmPlan)}
-    return ConfirmPlan(**{k: v for k, v in doc.items() if k in names}), doc["confirmed_in"]
-
-
 def show_and_export(
-    experiment_dir: Path,
+    search: Search,
     result: Confirmation,
     export_dir: Path | None,
     force: bool,
@@ -238,32 +184,27 @@ def show_and_export(
     echo(f"\nconfirmed over {plan.runs_text()} each (mean ± std at each run's best epoch):")
     for line in table(result, searched):
         echo(line)
-    folder, row = result.representative
+    run = result.representative
+    folder, value, epoch = Path(run.trial_dir), run.best[metric], int(run.best["epoch"])
     echo(
         f"winner: the configuration of {winner.source_trial}, {metric} {mean:.4f} ± {std:.4f}; "
-        f"its run closest to the mean is {folder.name} ({metric} {row[metric]:.4f}, "
-        f"epoch {int(row['epoch'])})"
+        f"its run closest to the mean is {run.name} ({metric} {value:.4f}, epoch {epoch})"
     )
     if export_dir is None:
         return
-    found = best_checkpoint(folder, metric, mode, int(row["epoch"]))
+    found = best_checkpoint(folder, metric, mode, epoch)
     if found is None:
         raise ResultsError(f"{folder} has no checkpoint to export")
     checkpoint, state, _ = found
-    score = TrialScore(folder.name, folder, row[metric], int(row["epoch"]))
+    score = TrialScore(run.name, folder, value, epoch)
     best = BestTrial(result.search, metric, mode, score, "tune", len(winner.runs))
     protocol = {
         "protocol": f"mean over {plan.runs_text()} of the top {plan.k} configurations",
         "mean": mean,
         "std": std,
-        "seeds": sorted(
-            {
-                int(json.loads((f / "params.json").read_text()).get("seed", 0))
-                for f, _ in winner.runs
-            }
-        ),
+        "seeds": sorted({int(r.config.get("seed", 0)) for r in winner.runs}),
         "folds": plan.folds,
-        "searched_in": experiment_dir.name,
+        "searched_in": search.name,
         "confirmed_in": result.search,
         "exported_run": "the winner's run closest to its mean",
     }
@@ -313,7 +254,7 @@ def _short(value: Any) -> str:
 
 
 def confirm_search(
-    experiment_dir: Path,
+    search: Search,
     plan: ConfirmPlan,
     options: RunOptions,
     carry_on: str | None = None,
@@ -333,7 +274,6 @@ def confirm_search(
     from skinsearch.store.searches import new_search_name
     from skinsearch.tune.tuner import run_search
 
-    saved, _ = load_search(experiment_dir)
     storage = options.storage
 
     def run(spec: Any, configs: list[dict[str, Any]], name: str) -> Path:
@@ -344,12 +284,12 @@ def confirm_search(
         confirm_options = dataclasses.replace(
             options,
             name=name,
-            mlflow_uri=options.mlflow_uri or saved.tracking_uri,
+            mlflow_uri=options.mlflow_uri or search.record.tracking_uri,
             max_trials=None,
             resume=resume,
             configs=configs,
             folds=plan.folds,
-            confirms=saved.search,
+            confirms=search.name,
         )
         outcome = run_search(spec, confirm_options, echo=echo)
         if outcome.interrupted:
@@ -361,32 +301,29 @@ def confirm_search(
             storage.pull(confirm_options.name)  # a URI's models, for the export
         return outcome.experiment_dir
 
-    result = confirm(experiment_dir, plan, run, echo)
-    storage.push(experiment_dir / CONFIRMATION_FILE)
-    show_and_export(experiment_dir, result, export_dir, force, echo)
+    result = confirm(search, plan, run, echo)
+    storage.push(search.folder / CONFIRMATION_FILE)
+    show_and_export(search, result, export_dir, force, echo)
     return result
 
 
 def _started_for(folder: Path, configs: list[dict[str, Any]], plan: ConfirmPlan) -> bool:
     # an interrupted confirmation of another plan (an earlier `best --confirm`) is not carried on
-    started, _ = load_search(folder)
+    started = load_search(folder)
     return started.trials == len(configs) and started.folds == plan.folds
 
 
-def recall(
-    storage: Storage, experiment_dir: Path, metric: str, models: bool
-) -> Confirmation | None:
+def recall(storage: Storage, search: Search, metric: str, models: bool) -> Confirmation | None:
     """The search's saved confirmation when it chose by ``metric``, read back from the search it
     ran in (pulled first from a URI, with its models when ``models``); else None."""
-    stored = stored_plan(experiment_dir)
-    if stored is None or stored[0].metric != metric:
+    saved = search.confirmation()
+    if saved is None or saved.metric != metric:
         return None
-    plan, confirmed_in = stored
-    storage.pull(confirmed_in, models=models)
-    folder = storage.folder / confirmed_in
+    storage.pull(saved.confirmed_in, models=models)
+    folder = storage.folder / saved.confirmed_in
     if not folder.is_dir():
         raise ResultsError(
-            f"search {experiment_dir.name} was confirmed in {confirmed_in!r}, which is not under "
-            f"{storage}; run `skinsearch best --confirm {plan.k}` again to redo it"
+            f"search {search.name} was confirmed in {saved.confirmed_in!r}, which is not under "
+            f"{storage}; run `skinsearch best --confirm {saved.k}` again to redo it"
         )
-    return collect(experiment_dir, folder, plan)
+    return collect(search, Search.load(folder), saved.plan)

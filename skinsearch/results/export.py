@@ -19,7 +19,8 @@ import yaml
 from skinsearch._files import signals_held
 from skinsearch.errors import ResultsError
 from skinsearch.store.layout import SEARCH_FILE
-from skinsearch.store.records import CheckpointState
+from skinsearch.store.records import BundleConfig, CheckpointState
+from skinsearch.store.searches import load_search
 from skinsearch.training.checkpoints import write_evaluation
 
 if TYPE_CHECKING:
@@ -140,24 +141,24 @@ def _write_bundle(
         warnings.filterwarnings("ignore", message=r".*torch\.jit.* is deprecated")
         traced = torch.jit.trace(model, torch.zeros(1, 3, size, size))
         traced.save(str(folder / "model_torchscript.pt"))
-    search_doc = yaml.safe_load((checkpoint.parents[1] / SEARCH_FILE).read_text())
-    config = {
-        "model": state.model,
-        "hparams": state.hparams,
-        "class_names": state.class_names,
-        "epoch": state.epoch,
-        "search": best.search,
-        "trial_id": best.score.trial_id,
-        "chosen_by": {
+    record = load_search(checkpoint.parents[1])  # <search>/<trial>/<checkpoint>
+    config = BundleConfig(
+        model=state.model,
+        hparams=state.hparams,
+        class_names=state.class_names,
+        epoch=state.epoch,
+        search=best.search,
+        trial_id=best.score.trial_id,
+        chosen_by={
             "metric": best.metric,
             "mode": best.mode,
             "protocol": "best epoch of a single run",
             "source": best.source,
             **(protocol or {}),
         },
-        "spec": search_doc["spec"],
-    }
-    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+        spec=record.spec.to_yaml_dict(),
+    )
+    (folder / "config.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False))
     (folder / "classes.json").write_text(json.dumps(state.class_names, indent=1))
     (folder / "preprocessing.json").write_text(json.dumps(state.preprocessing, indent=1))
     write_evaluation(folder, state, f"{best.score.trial_id}, epoch {state.epoch}")

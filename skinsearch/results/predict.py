@@ -15,18 +15,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from skinsearch._yaml import YamlTooLarge, load_yaml
 from skinsearch.errors import ResultsError
 from skinsearch.results.export import BUNDLE_FILES
+from skinsearch.store.records import BundleConfig
 
 if TYPE_CHECKING:
     import torch
 
 
 MAX_BUNDLE_TEXT = 1 << 20  # bytes: config.yaml, classes.json, preprocessing.json are far smaller
-MAX_CLASSES = 10_000
 
 
 class Preprocessing(BaseModel):
@@ -59,30 +59,6 @@ class Preprocessing(BaseModel):
         if not all(v > 0 for v in values):
             raise ValueError(f"must be > 0, got {list(values)}")
         return values
-
-
-class BundleConfig(BaseModel):
-    """The parts of ``config.yaml`` that predicting reads."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    model: str
-    hparams: dict[str, Any]
-    class_names: list[str] = Field(min_length=2, max_length=MAX_CLASSES)
-    spec: dict[str, Any] = {}
-
-    @property
-    def tta(self) -> bool:
-        """Whether the search evaluated (and so predicts) on the mean over flips."""
-        train = self.spec.get("train")
-        return isinstance(train, dict) and train.get("tta") is True
-
-    @property
-    def builtin_data(self) -> str | None:
-        """``builtin:NAME`` when the model was trained on a built-in data set (not real images)."""
-        data = self.spec.get("data")
-        path = data.get("path") if isinstance(data, dict) else None
-        return path if isinstance(path, str) and path.startswith("builtin:") else None
 
 
 @dataclass(frozen=True)

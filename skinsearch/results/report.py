@@ -10,18 +10,16 @@ from __future__ import annotations
 import html
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from skinsearch.config import space
-from skinsearch.config.plan import decode
+from skinsearch.config.plan import SearchPlan
 from skinsearch.config.spec import SearchSpec
-from skinsearch.store.records import SearchRecord
-from skinsearch.store.searches import load_search
-from skinsearch.store.trials import result_rows, trial_end
+from skinsearch.store.records import TrialRecord
+from skinsearch.store.search import Search
+from skinsearch.store.trials import result_rows
 from skinsearch.tracking.client import check_tracking_uri
 from skinsearch.tracking.runs import SearchTracker
 from skinsearch.training.checkpoints import best_checkpoint
@@ -38,87 +36,64 @@ IMPORTANCE_NOTE = (
 )
 
 
-@dataclass
-class Trial:
-    """One trial as the report needs it."""
-
-    name: str
-    config: dict[str, Any]
-    rows: list[dict[str, Any]]
-    best: dict[str, Any]  # the result row of its best epoch
-    end: str
-    folder: Path
+Rows = dict[str, list[dict[str, Any]]]  # each trial's per-epoch results, by trial name
 
 
-def write_report(experiment_dir: Path, out: Path | None = None) -> Path:
+def write_report(search: Search, out: Path | None = None) -> Path:
     """Write ``index.html`` and its figures to ``out`` (default: the search's ``report/``)."""
-    saved, spec = load_search(experiment_dir)
-    out = out or experiment_dir / "report"
+    out = out or search.folder / "report"
     out.mkdir(parents=True, exist_ok=True)
-    trials = _trials(experiment_dir, spec)
-    metric = spec.train.metric
-    ranked = spec.train.objective.rank(trials, lambda t: t.best.get(metric), lambda t: t.name)
-    searched = [n for n, p in space.domains(spec).items() if p.kind != "fixed"]
+    plan, metric = search.plan, search.plan.objective.metric
+    every = search.trials()
+    rows = {t.name: _rows(t, metric) for t in every}
+    trials = [t for t in every if rows[t.name]]
+    ranked = plan.objective.rank(trials, lambda t: t.best.get(metric), lambda t: t.name)
+    searched = [n for n, p in plan.domains.items() if p.kind != "fixed"]
 
-    sections = [f"<h1>Search {html.escape(saved.search)}</h1>", _overview(spec, saved, trials)]
-    sections.append(_leaderboard(ranked[:10], metric, searched))
-    sections.append(_confirmation(experiment_dir, searched))
+    sections = [f"<h1>Search {html.escape(search.name)}</h1>", _overview(search, trials, rows)]
+    sections.append(_leaderboard(ranked[:10], rows, metric, searched))
+    sections.append(_confirmation(search, searched))
     if ranked:
-        sections.append(_per_hparam(out, ranked, metric, searched, spec))
-        sections.append(_curves(out, ranked[:5]))
-        sections.append(_best_evaluation(out, ranked[0], spec))
+        sections.append(_per_hparam(out, ranked, metric, searched, plan))
+        sections.append(_curves(out, ranked[:5], rows))
+        sections.append(_best_evaluation(out, ranked[0], plan))
         sections.append(_importance(out, ranked, metric, searched))
-    sections.append(_asha(out, trials, spec))
-    page = _PAGE.format(title=html.escape(saved.search), body="\n".join(sections))
+    sections.append(_asha(out, trials, rows, search.spec))
+    page = _PAGE.format(title=html.escape(search.name), body="\n".join(sections))
     (out / "index.html").write_text(page)
     return out / "index.html"
 
 
-def log_report(experiment_dir: Path, folder: Path, tracking_uri: str | None = None) -> str:
+def log_report(search: Search, folder: Path, tracking_uri: str | None = None) -> str:
     """Attach the report's files to the search's parent MLflow run (under ``report/``).
 
     Raises:
         SkinsearchError: when MLflow cannot be reached or has no run of this search.
     """
-    saved, spec = load_search(experiment_dir)
-    uri = tracking_uri or saved.tracking_uri or ""
+    uri = tracking_uri or search.record.tracking_uri or ""
     check_tracking_uri(uri)
-    tracker = SearchTracker(
-        uri, spec.name, saved.search, spec.train.metric, spec.train.resolved_mode
-    )
+    objective = search.plan.objective
+    tracker = SearchTracker(uri, search.spec.name, search.name, objective.metric, objective.mode)
     return tracker.log_search_artifacts(folder, "report")
 
 
-# -- reading -------------------------------------------------------------------------------------
-
-
-def _trials(experiment_dir: Path, spec: SearchSpec) -> list[Trial]:
-    import json
-
-    metric, objective = spec.train.metric, spec.train.objective
-    fixed = space.fixed_hparams(spec)
-    out = []
-    for params in sorted(experiment_dir.glob("trial_*/params.json")):
-        rows = [r for r in result_rows(params.parent) if metric in r]
-        if not rows:
-            continue
-        config = {**fixed, **decode(json.loads(params.read_text()))}
-        best = objective.best_epoch(rows)
-        end, _ = trial_end(params.parent)
-        out.append(Trial(params.parent.name, config, rows, best, end, params.parent))
-    return out
+def _rows(trial: TrialRecord, metric: str) -> list[dict[str, Any]]:
+    # the epochs that reported the search's metric (an errored epoch reports nothing else)
+    return [r for r in result_rows(Path(trial.trial_dir)) if metric in r]
 
 
 # -- sections ------------------------------------------------------------------------------------
 
 
-def _overview(spec: SearchSpec, saved: SearchRecord, trials: list[Trial]) -> str:
-    ends = [t.end for t in trials]
+def _overview(search: Search, trials: list[TrialRecord], rows: Rows) -> str:
+    spec = search.spec
+    ends = [str(t.end) for t in trials]
     counts = ", ".join(f"{ends.count(e)} {e}" for e in sorted(set(ends))) or "none"
-    starts = [t.rows[0]["timestamp"] - t.rows[0].get("time_this_iter_s", 0) for t in trials]
-    wall = max(t.rows[-1]["timestamp"] for t in trials) - min(starts) if trials else 0.0
+    first = [rows[t.name][0] for t in trials]
+    starts = [r["timestamp"] - r.get("time_this_iter_s", 0) for r in first]
+    wall = max(rows[t.name][-1]["timestamp"] for t in trials) - min(starts) if trials else 0.0
     return (
-        f"<p>{len(trials)} of {saved.trials or len(trials)} planned trials reported "
+        f"<p>{len(trials)} of {search.record.trials or len(trials)} planned trials reported "
         f"({counts}); model {spec.model}; metric {spec.train.metric} "
         f"({spec.train.resolved_mode}); {wall:.0f} s from the first trial's start to the last "
         "result; "
@@ -126,31 +101,32 @@ def _overview(spec: SearchSpec, saved: SearchRecord, trials: list[Trial]) -> str
     )
 
 
-def _leaderboard(top: list[Trial], metric: str, searched: list[str]) -> str:
+def _leaderboard(top: list[TrialRecord], rows: Rows, metric: str, searched: list[str]) -> str:
     cols = [metric] + [m for m in LEADERBOARD if m != metric]
     head = "".join(f"<th>{c}</th>" for c in ["#", "trial", *cols, "epochs", "time (s)", "end"])
     head += "".join(f"<th>{html.escape(n)}</th>" for n in searched)
-    rows = []
+    lines = []
     for i, t in enumerate(top, 1):
+        epochs = rows[t.name]
         cells = [str(i), t.name, *[_score(t.best.get(c)) for c in cols]]
-        cells += [str(len(t.rows)), f"{t.rows[-1].get('time_total_s', 0):.0f}", t.end]
+        cells += [str(len(epochs)), f"{epochs[-1].get('time_total_s', 0):.0f}", str(t.end)]
         cells += [_fmt(t.config.get(n)) for n in searched]
-        rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+        lines.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     return (
         f"<h2>Leaderboard: top {len(top)} by {metric} (each trial's best epoch)</h2>"
-        f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+        f"<table><tr>{head}</tr>{''.join(lines)}</table>"
     )
 
 
-def _confirmation(experiment_dir: Path, searched: list[str]) -> str:
+def _confirmation(search: Search, searched: list[str]) -> str:
     # the search's confirmation (best --confirm, or its file's confirm: block), when it has one
-    from skinsearch.results.confirm import cells, collect, stored_plan
+    from skinsearch.results.confirm import cells, collect
 
-    stored = stored_plan(experiment_dir)
-    if stored is None or not (experiment_dir.parent / stored[1]).is_dir():
+    saved = search.confirmation()
+    if saved is None or not (search.folder.parent / saved.confirmed_in).is_dir():
         return ""
-    plan, confirmed_in = stored
-    result = collect(experiment_dir, experiment_dir.parent / confirmed_in, plan)
+    plan = saved.plan
+    result = collect(search, Search.load(search.folder.parent / saved.confirmed_in), plan)
     header, *rows = cells(result, searched)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in header)
     body = "".join(
@@ -166,10 +142,9 @@ def _confirmation(experiment_dir: Path, searched: list[str]) -> str:
 
 
 def _per_hparam(
-    out: Path, trials: list[Trial], metric: str, searched: list[str], spec: SearchSpec
+    out: Path, trials: list[TrialRecord], metric: str, searched: list[str], plan: SearchPlan
 ) -> str:
-    figures = []
-    domains = space.domains(spec)
+    figures, domains = [], plan.domains
     for name in searched:
         values = [t.config.get(name) for t in trials]
         scores = [t.best.get(metric, math.nan) for t in trials]
@@ -199,14 +174,15 @@ def _per_hparam(
     )
 
 
-def _curves(out: Path, top: list[Trial]) -> str:
+def _curves(out: Path, top: list[TrialRecord], rows: Rows) -> str:
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for t in top:
-        epochs = [r["epoch"] for r in t.rows]
-        (line,) = axes[0].plot(epochs, [r["val_loss"] for r in t.rows], label=t.name)
-        axes[0].plot(epochs, [r["train_loss"] for r in t.rows], "--", color=line.get_color())
-        axes[1].plot(epochs, [r["val_acc"] for r in t.rows], color=line.get_color(), label=t.name)
-        axes[1].plot(epochs, [r["train_acc"] for r in t.rows], "--", color=line.get_color())
+        trial = rows[t.name]
+        epochs = [r["epoch"] for r in trial]
+        (line,) = axes[0].plot(epochs, [r["val_loss"] for r in trial], label=t.name)
+        axes[0].plot(epochs, [r["train_loss"] for r in trial], "--", color=line.get_color())
+        axes[1].plot(epochs, [r["val_acc"] for r in trial], color=line.get_color(), label=t.name)
+        axes[1].plot(epochs, [r["train_acc"] for r in trial], "--", color=line.get_color())
     axes[0].set(xlabel="epoch", ylabel="loss", title="loss (solid: val, dashed: train)")
     axes[1].set(xlabel="epoch", ylabel="accuracy", title="accuracy (solid: val, dashed: train)")
     axes[1].legend(fontsize=7)
@@ -220,9 +196,10 @@ def _curves(out: Path, top: list[Trial]) -> str:
     return '<h2>Learning curves of the top 5</h2><img src="learning_curves.png" alt="curves">'
 
 
-def _best_evaluation(out: Path, best: Trial, spec: SearchSpec) -> str:
+def _best_evaluation(out: Path, best: TrialRecord, plan: SearchPlan) -> str:
+    objective = plan.objective
     found = best_checkpoint(
-        best.folder, spec.train.metric, spec.train.resolved_mode, int(best.best["epoch"])
+        Path(best.trial_dir), objective.metric, objective.mode, int(best.best["epoch"])
     )
     if found is None:
         return f"<h2>Best trial</h2><p>{best.name} kept no checkpoint.</p>"
@@ -244,7 +221,7 @@ def _best_evaluation(out: Path, best: Trial, spec: SearchSpec) -> str:
 
 
 def importance(
-    trials: list[Trial], metric: str, searched: list[str]
+    trials: list[TrialRecord], metric: str, searched: list[str]
 ) -> dict[str, tuple[float, float]]:
     """Permutation importance (mean, std) of each hyperparameter for ``metric``; see
     ``IMPORTANCE_NOTE``."""
@@ -263,7 +240,7 @@ def importance(
     }
 
 
-def _importance(out: Path, trials: list[Trial], metric: str, searched: list[str]) -> str:
+def _importance(out: Path, trials: list[TrialRecord], metric: str, searched: list[str]) -> str:
     if len(trials) < 5 or not searched:
         return "<h2>Hyperparameter importance</h2><p>Needs at least 5 trials.</p>"
     scores = sorted(importance(trials, metric, searched).items(), key=lambda kv: kv[1][0])
@@ -283,9 +260,9 @@ def _importance(out: Path, trials: list[Trial], metric: str, searched: list[str]
     )
 
 
-def _asha(out: Path, trials: list[Trial], spec: SearchSpec) -> str:
+def _asha(out: Path, trials: list[TrialRecord], rows: Rows, spec: SearchSpec) -> str:
     max_epochs = spec.train.max_epochs
-    run = sum(len(t.rows) for t in trials)
+    run = sum(len(rows[t.name]) for t in trials)
     full = len(trials) * max_epochs
     text = (
         f"<h2>Compute</h2><p>{run} trial-epochs run of the {full} a full grid of these "
@@ -299,7 +276,7 @@ def _asha(out: Path, trials: list[Trial], spec: SearchSpec) -> str:
     while rung <= max_epochs:
         rungs.append(int(rung))
         rung *= factor
-    reached = [sum(len(t.rows) >= r for t in trials) for r in rungs]
+    reached = [sum(len(rows[t.name]) >= r for t in trials) for r in rungs]
     fig, ax = plt.subplots(figsize=(5.5, 3.4))
     ax.bar([str(r) for r in rungs], reached)
     ax.set(xlabel="rung (epoch)", ylabel="trials that reached it", title="ASHA rung survival")

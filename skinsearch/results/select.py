@@ -14,7 +14,7 @@ from pathlib import Path
 
 from skinsearch.config.objective import Objective
 from skinsearch.errors import ResultsError
-from skinsearch.store.searches import load_search
+from skinsearch.store.search import Search
 from skinsearch.store.storage import basename
 from skinsearch.store.trials import result_rows
 from skinsearch.tracking.client import best_epochs, default_tracking_uri
@@ -44,40 +44,36 @@ class BestTrial:
     note: str = ""
 
 
-def find_best(
-    experiment_dir: Path, metric: str, mode: str, tracking_uri: str | None = None
-) -> BestTrial:
+def find_best(search: Search, metric: str, mode: str, tracking_uri: str | None = None) -> BestTrial:
     """Rank a search's trials by their best epoch on ``metric`` (see the module docstring).
 
     Raises:
         ResultsError: when no trial of the search has reported ``metric``.
     """
-    info, spec = load_search(experiment_dir)
-    search, objective = info.search, Objective.of(metric, mode)
-    note = ""
+    objective, folder, note = Objective.of(metric, mode), search.folder, ""
     try:
-        uri = tracking_uri or info.tracking_uri or default_tracking_uri(experiment_dir.parent)
+        uri = tracking_uri or search.record.tracking_uri or default_tracking_uri(folder.parent)
         scores = [
             # the trial's folder under this search's (the tag may name a URI)
-            TrialScore(r.trial_id, experiment_dir / basename(r.trial_dir), r.value, r.epoch)
-            for r in best_epochs(uri, spec.name, search, objective)
+            TrialScore(r.trial_id, folder / basename(r.trial_dir), r.value, r.epoch)
+            for r in best_epochs(uri, search.spec.name, search.name, objective)
         ]
         source = "mlflow"
     except Exception as exc:  # MLflow unreachable or emptied: Tune's files still hold the results
         scores, source, note = [], "tune", f"MLflow could not be read ({exc.__class__.__name__}); "
     if not scores:
-        scores, source = _scores_from_tune(experiment_dir, objective), "tune"
+        scores, source = _scores_from_tune(folder, objective), "tune"
     best = objective.best(scores, lambda s: s.value, lambda s: s.trial_id)
     if best is None:
         raise ResultsError(
-            f"no trial of search {search!r} has reported {metric} yet "
-            f"(under {experiment_dir}); wait for a trial to finish an epoch, or check --metric"
+            f"no trial of search {search.name!r} has reported {metric} yet "
+            f"(under {folder}); wait for a trial to finish an epoch, or check --metric"
         )
-    return BestTrial(search, metric, mode, best, source, len(scores), note)
+    return BestTrial(search.name, metric, mode, best, source, len(scores), note)
 
 
 def show_best(
-    experiment_dir: Path,
+    search: Search,
     metric: str,
     mode: str,
     tracking_uri: str | None,
@@ -90,7 +86,7 @@ def show_best(
     from skinsearch.results.export import export_bundle
     from skinsearch.training.checkpoints import best_checkpoint
 
-    result = find_best(experiment_dir, metric, mode, tracking_uri)
+    result = find_best(search, metric, mode, tracking_uri)
     score = result.score
     echo(
         f"search {result.search}: best of {result.trials_scored} trials by {metric} ({mode}), "

@@ -7,22 +7,24 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from skinsearch.config import space
+from skinsearch.config.plan import SearchPlan
 from skinsearch.config.spec import SearchSpec
 
 if TYPE_CHECKING:
     from skinsearch.tune.tuner import SearchOutcome
 
 
-def plan_lines(spec: SearchSpec) -> list[str]:
-    """A valid spec in words: data, training, sampler and scheduler, resources, every
+def plan_lines(plan: SearchPlan) -> list[str]:
+    """A search's plan in words: data, training, sampler and scheduler, resources, every
     hyperparameter's domain, the trial count and the confirmation after the search."""
+    spec = plan.spec
     t, sch = spec.train, spec.scheduler
     scheduler = (
         f"scheduler asha (grace {sch.grace_period}, reduction {sch.reduction_factor:g})"
         if sch.type == "asha"
         else "no scheduler"
     )
-    n = space.num_trials(spec)
+    n = plan.space_trials
     lines = [
         f"name: {spec.name}   model: {spec.model}   data: {spec.data.path}"
         + ("" if spec.data.colour_constancy == "none" else f" ({spec.data.colour_constancy})"),
@@ -36,17 +38,13 @@ def plan_lines(spec: SearchSpec) -> list[str]:
         f"resources per trial: {spec.resources.cpus_per_trial:g} CPU, "
         f"{spec.resources.gpus_per_trial:g} GPU",
         "params:",
-        *(f"  {line}" for line in space.describe(spec)),
+        *(f"  {line}" for line in space.describe(plan.domains)),
         f"{n} trial{'s' if n != 1 else ''}",
     ]
-    if spec.confirm is not None:
-        from skinsearch.results.confirm import ConfirmPlan
-
-        plan = ConfirmPlan.from_spec(spec)
-        runs = min(plan.k, n) * plan.seeds * (plan.folds or 1)
+    if (confirm := plan.confirm) is not None:
         lines.append(
-            f"then confirm: the top {plan.k} by {plan.metric} retrained over "
-            f"{plan.runs_text()} each ({runs} runs)"
+            f"then confirm: the top {confirm.k} by {confirm.metric} retrained over "
+            f"{confirm.runs_text()} each ({confirm.runs(n)} runs)"
         )
     lines[2:2] = notices(spec)  # under the train: and search: lines they are about
     return lines
@@ -68,15 +66,16 @@ def notices(spec: SearchSpec) -> list[str]:
     return out
 
 
-def summary_lines(spec: SearchSpec, outcome: SearchOutcome) -> list[str]:
+def summary_lines(outcome: SearchOutcome) -> list[str]:
     """How the trials ended, the top 5 by the search's metric, and where to look next."""
     lines: list[str] = []
-    metric = spec.train.metric
+    plan = outcome.plan
+    spec, metric = plan.spec, plan.objective.metric
     storage, name = (
         outcome.storage or str(outcome.experiment_dir.parent),
         outcome.experiment_dir.name,
     )
-    trials = spec.train.objective.rank(
+    trials = plan.objective.rank(
         [t for t in outcome.trials.values() if t.best],
         lambda t: t.best.get(metric),
         lambda t: t.name,
@@ -88,7 +87,7 @@ def summary_lines(spec: SearchSpec, outcome: SearchOutcome) -> list[str]:
         counts.append(f"{outcome.planned - len(ends)} not started")
     lines.append(f"{outcome.planned} trials: " + ", ".join(counts))
     if trials:
-        searched = [k for k, p in spec.params.items() if p.kind != "fixed"]
+        searched = list(plan.searched)
         cols = (
             ["trial", "end", "epochs", metric]
             + [m for m in ("val_acc", "val_balanced_acc", "val_macro_f1") if m != metric]

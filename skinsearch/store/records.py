@@ -6,10 +6,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from skinsearch.config.plan import ConfirmPlan
 
 if TYPE_CHECKING:
     from skinsearch.config.spec import SearchSpec
+
+MAX_CLASSES = 10_000  # more class names than this in a bundle is a damaged or hostile file
 
 
 class TrialEnd(StrEnum):
@@ -75,3 +79,65 @@ class CheckpointState(BaseModel):
     hparams: dict[str, Any]
     class_names: list[str]
     preprocessing: dict[str, Any]  # as ``DecodedData.preprocessing``
+
+
+class ConfirmedWinner(BaseModel):
+    """The configuration a confirmation chose, and its mean and std on the plan's metric."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    from_trial: str  # the search trial whose configuration it is
+    mean: float | None  # None: no run of it reported a finite value
+    std: float | None
+
+
+class ConfirmationRecord(BaseModel):
+    """A confirmed search's ``confirmation.json``: the plan it was confirmed by, the search the
+    runs ran in, and the winner. Written by ``confirm.save_confirmation``; read by ``best``,
+    ``report`` and a resumed ``run``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    k: int
+    seeds: int
+    metric: str
+    mode: str
+    folds: int | None = None
+    confirmed_in: str  # the confirmation search, beside the confirmed one
+    winner: ConfirmedWinner
+    representative: str  # the winner's run closest to its mean (a trial folder's name)
+
+    @property
+    def plan(self) -> ConfirmPlan:
+        """The plan this confirmation followed."""
+        return ConfirmPlan(self.k, self.seeds, self.metric, self.mode, self.folds)
+
+
+class BundleConfig(BaseModel):
+    """An exported bundle's ``config.yaml``: the model and how to rebuild it, where it came from
+    and how it was chosen, and the resolved spec of its search. Written by ``export``; read (and
+    checked) by ``predict``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    model: str
+    hparams: dict[str, Any]
+    class_names: list[str] = Field(min_length=2, max_length=MAX_CLASSES)
+    epoch: int | None = None  # the checkpoint's epoch
+    search: str | None = None
+    trial_id: str | None = None
+    chosen_by: dict[str, Any] = {}  # metric, mode, protocol, source (and a confirmation's)
+    spec: dict[str, Any] = {}
+
+    @property
+    def tta(self) -> bool:
+        """Whether the search evaluated (and so predicts) on the mean over flips."""
+        train = self.spec.get("train")
+        return isinstance(train, dict) and train.get("tta") is True
+
+    @property
+    def builtin_data(self) -> str | None:
+        """``builtin:NAME`` when the model was trained on a built-in data set (not real images)."""
+        data = self.spec.get("data")
+        path = data.get("path") if isinstance(data, dict) else None
+        return path if isinstance(path, str) and path.startswith("builtin:") else None

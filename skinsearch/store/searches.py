@@ -52,8 +52,9 @@ def save_search_file(
     return path
 
 
-def load_search(experiment_dir: Path) -> tuple[SearchRecord, SearchSpec]:
-    """A search's ``search.yaml`` as a ``SearchRecord``, and its spec.
+def load_search(experiment_dir: Path) -> SearchRecord:
+    """A search's ``search.yaml`` as a ``SearchRecord`` (``search.Search.load`` reads the rest
+    of the folder).
 
     Raises:
         ResultsError: one line naming the file, when it is missing, empty or not a search's.
@@ -72,7 +73,7 @@ def load_search(experiment_dir: Path) -> tuple[SearchRecord, SearchSpec]:
             f"{exc.problems[0]} (a search.yaml this version cannot read; restore the file or "
             "choose another search with --name)"
         ) from None
-    record = SearchRecord(
+    return SearchRecord(
         search=str(saved["search"]),
         spec=spec,
         classes=[str(c) for c in saved.get("classes") or []],
@@ -82,7 +83,6 @@ def load_search(experiment_dir: Path) -> tuple[SearchRecord, SearchSpec]:
         folds=saved.get("folds"),
         confirms=saved.get("confirms"),
     )
-    return record, spec
 
 
 def _read_search_file(path: Path) -> tuple[dict[str, Any] | None, str]:
@@ -201,9 +201,9 @@ def resumable(
             f"--resume: no search named {name!r} under {storage}; check --name and --storage"
         )
     found = existing[-1]
-    saved, started = load_search(storage.folder / found)
+    saved = load_search(storage.folder / found)
     # both through today's spec model: a setting added since (with its default) is no change
-    was, now = started.to_yaml_dict(), spec.to_yaml_dict()
+    was, now = saved.spec.to_yaml_dict(), spec.to_yaml_dict()
     if was != now:
         differ = sorted(k for k in {**was, **now} if was.get(k) != now.get(k))
         raise SkinsearchError(

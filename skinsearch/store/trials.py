@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from skinsearch.config.objective import Objective
-from skinsearch.config.plan import decode
+from skinsearch.config.plan import SearchPlan
 from skinsearch.store.records import TrialRecord
 
 
@@ -45,18 +45,21 @@ def logged_metrics(row: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def read_trial(folder: Path, metric: str, mode: str, fixed: dict[str, Any]) -> TrialRecord | None:
-    """The trial's record rebuilt from its folder, or None when Tune never started it there."""
+def read_trial(
+    folder: Path, plan: SearchPlan, objective: Objective | None = None
+) -> TrialRecord | None:
+    """A trial of ``plan`` rebuilt from its folder, its best epoch by ``objective`` (default:
+    the plan's); None when Tune never started it there."""
     try:
         config = json.loads((folder / "params.json").read_text())
     except (OSError, ValueError):
         return None
     rows = result_rows(folder)
-    best = Objective.of(metric, mode).best_epoch(rows)
+    best = (objective or plan.objective).best_epoch(rows)
     return TrialRecord(
         run_id="",
         name=folder.name,
-        config={**fixed, **decode(config)},
+        config=plan.trial_config(config),
         trial_dir=str(folder),
         epochs=len(rows),
         last=logged_metrics(rows[-1]) if rows else {},

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from skinsearch.config import space
 from skinsearch.errors import SkinsearchError
+from skinsearch.store.layout import SEARCH_FILE
 from skinsearch.store.records import TrialRecord
-from skinsearch.store.searches import load_search
+from skinsearch.store.search import Search
 from skinsearch.store.trials import logged_metrics, read_trial, result_rows, trial_end
 from skinsearch.tracking.client import check_tracking_uri
 from skinsearch.tracking.runs import SearchTracker
@@ -32,19 +32,19 @@ class SyncReport:
 
 
 def sync_search(
-    experiment_dir: Path, tracking_uri: str | None, echo: Callable[[str], None] = print
+    search: Search, tracking_uri: str | None, echo: Callable[[str], None] = print
 ) -> SyncReport:
-    """Bring MLflow up to date with the search in ``experiment_dir``; see the module docstring."""
-    saved, spec = load_search(experiment_dir)
+    """Bring MLflow up to date with ``search``; see the module docstring."""
+    saved, spec, plan, experiment_dir = search.record, search.spec, search.plan, search.folder
     uri = tracking_uri or saved.tracking_uri or ""
     check_tracking_uri(uri)
-    metric, mode = spec.train.metric, spec.train.resolved_mode
-    fixed = space.fixed_hparams(spec)
-    tracker = SearchTracker(uri, spec.name, saved.search, metric, mode)
+    tracker = SearchTracker(
+        uri, spec.name, saved.search, plan.objective.metric, plan.objective.mode
+    )
     report = SyncReport()
 
     def read(folder: str) -> TrialRecord | None:
-        return read_trial(Path(folder), metric, mode, fixed)
+        return read_trial(Path(folder), plan)
 
     try:
         tracker.resume_search(read)
@@ -53,9 +53,9 @@ def sync_search(
             {"model": spec.model, "trials": saved.trials},
             tags={"skinsearch.experiment_dir": str(experiment_dir)},
         )
-        tracker.log_search_file(experiment_dir / "search.yaml")
+        tracker.log_search_file(experiment_dir / SEARCH_FILE)
     for folder in sorted(p.parent for p in experiment_dir.glob("trial_*/params.json")):
-        record = read_trial(folder, metric, mode, fixed)
+        record = read_trial(folder, plan)
         rows = result_rows(folder)
         if record is None or not rows:
             continue

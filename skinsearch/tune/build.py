@@ -53,9 +53,10 @@ def build_tuner(plan: SearchPlan, options: RunOptions, inputs: TunerInputs) -> A
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # a trial that fails deterministically reports its error without metrics (trainable.py)
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    # trials get the fixed values only: the plan's configurations stay on the driver
     trainable = _trainable(spec, options, inputs.refs, plan.fixed)
     searcher, param_space, num_samples = search_alg(plan)
-    callbacks = _callbacks(spec, options, inputs, plan.fixed)
+    callbacks = _callbacks(plan, options, inputs)
     if options.resume:
         return _restore(options, trainable, param_space, callbacks)
     metric, mode = plan.objective.metric, plan.objective.mode
@@ -111,17 +112,15 @@ def _trainable(
     )
 
 
-def _callbacks(
-    spec: SearchSpec, options: RunOptions, inputs: TunerInputs, fixed: dict[str, Any]
-) -> list[Any]:
+def _callbacks(plan: SearchPlan, options: RunOptions, inputs: TunerInputs) -> list[Any]:
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     guard, tracker = inputs.guard, inputs.tracker
     return [
         CSVLoggerCallback(),
         JsonLoggerCallback(),
-        tracking_callback(tracker, fixed, options.storage.location(options.name)),
-        progress_callback(spec.train.metric, spec.train.resolved_mode, inputs.echo),
+        tracking_callback(tracker, plan, options.storage.location(options.name)),
+        progress_callback(plan.objective, inputs.echo),
         *([space_callback(guard, tracker)] if guard is not None else []),
         *([resume_callback(inputs.echo)] if options.resume else []),
     ]

@@ -9,16 +9,17 @@ from typing import Any
 
 from skinsearch._files import SpaceGuard, press_ctrl_c, write_failure_in
 from skinsearch.config.objective import Objective
-from skinsearch.config.plan import decode
+from skinsearch.config.plan import SearchPlan
 from skinsearch.store.trials import logged_metrics
 from skinsearch.tracking.runs import SearchTracker
 
 
-def tracking_callback(tracker: SearchTracker, fixed: dict[str, Any], location: str) -> Any:
+def tracking_callback(tracker: SearchTracker, plan: SearchPlan, location: str) -> Any:
     """A Tune callback that opens, fills and closes each trial's MLflow run through ``tracker``.
 
-    ``fixed`` holds the hyperparameters left out of Tune's config; they are logged as params too.
-    ``location`` is the search's folder or URI: each trial's is recorded under it.
+    Each run's params are the trial's whole configuration (``plan.trial_config``: the fixed
+    hyperparameters too). ``location`` is the search's folder or URI: each trial's is recorded
+    under it.
     """
     from ray.tune import Callback
 
@@ -32,7 +33,7 @@ def tracking_callback(tracker: SearchTracker, fixed: dict[str, Any], location: s
         def on_trial_start(
             self, iteration: int, trials: list[Any], trial: Any, **info: Any
         ) -> None:
-            config = {**fixed, **decode(trial.config)}
+            config = plan.trial_config(trial.config)
             folder = f"{location}/{Path(trial.path).name}"
             tracker.start_trial(trial.trial_id, str(trial), config, folder)
 
@@ -170,7 +171,7 @@ def _mend_lost_checkpoint(trial: Any) -> str | None:
 
 
 def progress_callback(
-    metric: str, mode: str, echo: Callable[[str], None], every_s: float = 15.0
+    objective: Objective, echo: Callable[[str], None], every_s: float = 15.0
 ) -> Any:
     """A compact progress table every ``every_s`` seconds: counts, best so far, running trials."""
     from ray.tune import Callback
@@ -185,7 +186,7 @@ def progress_callback(
         def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
             if time.monotonic() - self.last >= every_s:
                 self.last = time.monotonic()
-                echo(progress_table(trials, metric, mode, time.monotonic() - self.started))
+                echo(progress_table(trials, objective, time.monotonic() - self.started))
 
         def on_trial_error(
             self, iteration: int, trials: list[Any], trial: Any, **info: Any
@@ -200,22 +201,19 @@ def progress_callback(
                 echo(f"{trial} errored: {last.get('error', 'unknown error')}")
 
         def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
-            echo(progress_table(trials, metric, mode, time.monotonic() - self.started))
+            echo(progress_table(trials, objective, time.monotonic() - self.started))
 
     return ProgressCallback()
 
 
-def progress_table(
-    trials: list[Any], metric: str, mode: str, elapsed_s: float, rows: int = 8
-) -> str:
+def progress_table(trials: list[Any], objective: Objective, elapsed_s: float, rows: int = 8) -> str:
     """One status line, the best trial so far, and the running trials' latest epoch."""
+    metric, mode = objective.metric, objective.mode
     statuses = [t.status for t in trials]
     counts = ", ".join(f"{statuses.count(s)} {s.lower()}" for s in sorted(set(statuses)))
     lines = [f"[{elapsed_s:5.0f}s] {len(trials)} trials: {counts}"]
     scored = [(t, t.metric_analysis[metric][mode]) for t in trials if metric in t.metric_analysis]
-    found = Objective.of(metric, mode).best(
-        scored, lambda item: item[1], lambda item: item[0].trial_id
-    )
+    found = objective.best(scored, lambda item: item[1], lambda item: item[0].trial_id)
     if found is not None:
         lines.append(f"  best so far: {found[0]} {metric}={found[1]:.4f}")
     running = [t for t in trials if t.status == "RUNNING"]

@@ -61,15 +61,20 @@ class RunOptions:
 class SearchOutcome:
     """What a finished (or interrupted) search left behind."""
 
+    plan: SearchPlan  # what it ran
     experiment_dir: Path  # for a URI storage, its local mirror
     tracking_uri: str
     storage: str = ""  # the folder or URI, as the user named it
     trials: dict[str, TrialRecord] = field(default_factory=dict)
     interrupted: bool = False
-    planned: int = 0  # trials the search meant to run
     unlogged: list[str] = field(default_factory=list)  # MLflow calls that failed for good
     signal: int = 0  # the signal that stopped it (SIGINT, SIGTERM), if one did
     failure: str = ""  # why the search stopped itself before the end (a full disk), if it did
+
+    @property
+    def planned(self) -> int:
+        """How many trials the search meant to run."""
+        return self.plan.trials
 
     @property
     def produced_nothing(self) -> bool:
@@ -97,19 +102,13 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
     else:
         check_dashboard_host(options.dashboard_host)
     plan = SearchPlan.compile(spec, options.configs, options.max_trials)
-    planned = plan.trials
     echo(
-        f"search {options.name}: {planned} of "
-        f"{planned if options.configs is not None else plan.space_trials} trials of {spec.model}; "
+        f"search {options.name}: {plan.trials} of "
+        f"{plan.trials if options.configs is not None else plan.space_trials} trials of "
+        f"{spec.model}; "
         f"results in {options.storage.location(options.name)}"
     )
-    files = scan_dataset(_data_root(spec), spec.data.val_fraction, spec.search.seed)
-    _check_metric(spec, files.class_names)
-    echo(
-        f"data: {files.root} ({len(files.class_names)} classes, {len(files.train)} train / "
-        f"{len(files.val)} val images; val: {files.split})"
-    )
-    _note_large_batches(plan, len(files.train), echo)
+    files = _scan(plan, echo)
     tracking_uri = options.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
     tracking_uri = tracking_uri or default_tracking_uri(options.storage.folder)
     # a local storage's free space is watched: a full disk stops the search, never truncates it
@@ -118,10 +117,10 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
         raise SkinsearchError(problem)
     tracker = _tracker(spec, options, tracking_uri)  # an unusable MLflow fails here, before Ray
     outcome = SearchOutcome(
+        plan,
         options.storage.folder / options.name,  # for a URI, its local mirror
         tracking_uri,
         str(options.storage),
-        planned=planned,
     )
     # unreadable data fails here, before Ray starts
     datasets = _decode(plan, files, options.folds)
@@ -141,7 +140,7 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
         _fit(plan, options, TunerInputs(refs, tracker, guard, echo))
         # Tune returns normally after a Ctrl-C (and marks the trials it stopped TERMINATED):
         # trials that never started or never ended are what tells an interrupted search
-        outcome.interrupted = len(tracker.trials) < planned or any(
+        outcome.interrupted = len(tracker.trials) < plan.trials or any(
             not t.end for t in tracker.trials.values()
         )
     except KeyboardInterrupt:
@@ -151,6 +150,19 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
         if replaced is not None and sigterm_before is not None:
             signal.signal(signal.SIGTERM, sigterm_before)
     return outcome
+
+
+def _scan(plan: SearchPlan, echo: Echo) -> DatasetFiles:
+    """The search's images, listed and split (none decoded yet), with what they are in a line."""
+    spec = plan.spec
+    files = scan_dataset(_data_root(spec), spec.data.val_fraction, spec.search.seed)
+    _check_metric(spec, files.class_names)
+    echo(
+        f"data: {files.root} ({len(files.class_names)} classes, {len(files.train)} train / "
+        f"{len(files.val)} val images; val: {files.split})"
+    )
+    _note_large_batches(plan, len(files.train), echo)
+    return files
 
 
 def _note_large_batches(plan: SearchPlan, images: int, echo: Echo) -> None:
@@ -200,17 +212,13 @@ def _open_search(
     plan: SearchPlan, options: RunOptions, tracker: SearchTracker, files: DatasetFiles
 ) -> None:
     """A new search: its ``search.yaml`` and MLflow parent run; a resumed one: its runs adopted."""
-    spec, planned, fixed = plan.spec, plan.trials, plan.fixed
+    spec, planned = plan.spec, plan.trials
     experiment_dir = options.storage.folder / options.name
     if options.resume:
         options.storage.pull(options.name, models=False)
         tracker.resume_search(
-            lambda location: read_trial(
-                experiment_dir / basename(location),  # trials sit right under it
-                spec.train.metric,
-                spec.train.resolved_mode,
-                fixed,
-            )
+            # trials sit right under the search's folder, wherever their location points
+            lambda location: read_trial(experiment_dir / basename(location), plan)
         )
         return
     experiment_dir.mkdir(parents=True, exist_ok=True)
