@@ -6,11 +6,14 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skinsearch.config.spec import SearchSpec
 from skinsearch.errors import SkinsearchError
 from skinsearch.tune._logs import quiet_ray_start
+
+if TYPE_CHECKING:
+    from skinsearch.training.footprint import Footprint
 
 Echo = Callable[[str], None]
 
@@ -45,8 +48,11 @@ def start_ray(
     spec: SearchSpec,
     echo: Echo,
     dashboard_host: str = LOOPBACK,
+    largest: tuple[Footprint, int] | None = None,
 ) -> None:
-    """Start (or join) Ray and print what it has, with the dashboard's address.
+    """Start (or join) Ray and print what it has, with the dashboard's address; refuse (and
+    stop Ray again) a search whose trials it cannot hold: ``largest`` is the search's largest
+    trial and how many trials it runs.
 
     A Ray started here listens on loopback only; its dashboard on ``dashboard_host``.
     """
@@ -67,6 +73,9 @@ def start_ray(
     url = f"http://{context.dashboard_url}" if context.dashboard_url else ""
     resources = ray.cluster_resources()
     problem = _unschedulable(spec, resources)
+    if largest is not None and not problem:
+        memory, cpus = resources.get("memory", 0.0), resources.get("CPU", 1.0)
+        problem = trial_memory_problem(spec, *largest, memory, cpus, "Ray")
     if problem:
         ray.shutdown()
         raise SkinsearchError(problem)
@@ -161,6 +170,41 @@ def _unschedulable(spec: SearchSpec, resources: dict[str, float]) -> str:
             "Ray has; lower it, or give Ray more with --gpus"
         )
     return ""
+
+
+def trial_memory_problem(
+    spec: SearchSpec, need: Footprint, trials: int, memory: float, cpus: float, whose: str
+) -> str:
+    """Why the search's largest trial (``need``) cannot fit in ``memory`` shared by the trials
+    ``cpus`` run at once (``whose`` memory it is, in the message); "" when it fits."""
+    # a trial that cannot fit is swapped or killed mid-search; refuse it before any trial starts
+    at_once = max(1, min(trials, int(cpus // spec.resources.cpus_per_trial)))
+    if not memory or need.bytes <= memory / at_once:
+        return ""
+    if at_once == 1:
+        has, fewer = f"the {_gib(memory)} {whose} has for a trial", ""
+    else:
+        has = (
+            f"the {_gib(memory / at_once)} {whose} has for each of the {at_once} trials run at once"
+        )
+        fewer = ", or raise resources.cpus_per_trial so that fewer trials share the memory"
+    return (
+        f"params: a trial of {need.describe(spec.model)} needs at least {_gib(need.bytes)} "
+        f"({need.parameters:,} parameters: weights, gradients, optimizer state and activations), "
+        f"more than {has}; use a smaller model, input_size or batch_size{fewer}"
+    )
+
+
+def machine_memory() -> float:
+    """This machine's physical memory in bytes (0 where the system does not say)."""
+    try:
+        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 0.0
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / 2**30:,.1f} GiB"
 
 
 def check_gpus(gpus: int | None, address: str | None) -> int | None:

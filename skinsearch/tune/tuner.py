@@ -1,6 +1,7 @@
 """A validated spec -> a Ray Tune search: data in the object store, the Tuner, tracking callbacks.
 
-``run_search`` decodes the data once per input size, starts (or joins) Ray, runs the Tuner with
+``run_search`` prepares what the trials share (``inputs.py``: the images checked and decoded
+once per input size, the largest trial's memory), starts (or joins) Ray, runs the Tuner with
 ASHA and the chosen sampler, tracks every trial in MLflow from the driver, and ends every MLflow
 run whatever happens. The Tuner itself is built in ``build.py``; the ``tune`` package is the
 only place skinsearch uses Ray.
@@ -20,20 +21,17 @@ from typing import Any
 from skinsearch._files import SpaceGuard, press_ctrl_c, signals_held
 from skinsearch.config.plan import SearchPlan
 from skinsearch.config.spec import SearchSpec
-from skinsearch.data import decode_dataset, scan_dataset
-from skinsearch.data.decode import fold_splits
 from skinsearch.data.folders import DatasetFiles
-from skinsearch.data.synthetic import synthetic_root
-from skinsearch.errors import DataError, SkinsearchError
+from skinsearch.errors import SkinsearchError
 from skinsearch.store.records import TrialRecord
 from skinsearch.store.searches import release_search_name, save_search_file
 from skinsearch.store.storage import Storage, basename
 from skinsearch.store.trials import read_trial
 from skinsearch.tracking.client import check_tracking_uri, default_tracking_uri
 from skinsearch.tracking.runs import SearchTracker
-from skinsearch.training.metrics import class_keys
 from skinsearch.tune.build import TunerInputs, build_tuner
 from skinsearch.tune.cluster import check_address, check_dashboard_host, start_ray
+from skinsearch.tune.inputs import decode, largest_trial_of, put, scan
 
 Echo = Callable[[str], None]
 
@@ -108,7 +106,8 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
         f"{spec.model}; "
         f"results in {options.storage.location(options.name)}"
     )
-    files = _scan(plan, echo)
+    files = scan(plan, echo)
+    largest = largest_trial_of(plan, len(files.class_names), options.address, options.cpus)
     tracking_uri = options.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
     tracking_uri = tracking_uri or default_tracking_uri(options.storage.folder)
     # a local storage's free space is watched: a full disk stops the search, never truncates it
@@ -123,10 +122,12 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
         str(options.storage),
     )
     # unreadable data fails here, before Ray starts
-    datasets = _decode(plan, files, options.folds)
+    datasets = decode(plan, files, options.folds)
     sigterm_before = signal.getsignal(signal.SIGTERM)
     with signals_held() as held:  # a KeyboardInterrupt inside ray.init can be lost there
-        start_ray(options.address, options.cpus, options.gpus, spec, echo, options.dashboard_host)
+        start_ray(
+            options.address, options.cpus, options.gpus, spec, echo, options.dashboard_host, largest
+        )
     # ray.init makes SIGTERM exit the driver mid-step (an abort, no summary); a scheduler's or
     # `docker stop`'s SIGTERM stops the search like a Ctrl-C instead
     replaced = _sigterm_as_ctrl_c(outcome)
@@ -134,7 +135,7 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
         if held:
             outcome.signal = held[0]
             raise KeyboardInterrupt
-        refs = _put(datasets, len(files.train) + len(files.val), options.folds, echo)
+        refs = put(datasets, len(files.train) + len(files.val), options.folds, echo)
         del datasets  # the object store holds the one copy
         _open_search(plan, options, tracker, files)
         _fit(plan, options, TunerInputs(refs, tracker, guard, echo))
@@ -150,62 +151,6 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
         if replaced is not None and sigterm_before is not None:
             signal.signal(signal.SIGTERM, sigterm_before)
     return outcome
-
-
-def _scan(plan: SearchPlan, echo: Echo) -> DatasetFiles:
-    """The search's images, listed and split (none decoded yet), with what they are in a line."""
-    spec = plan.spec
-    files = scan_dataset(_data_root(spec), spec.data.val_fraction, spec.search.seed)
-    _check_metric(spec, files.class_names)
-    echo(
-        f"data: {files.root} ({len(files.class_names)} classes, {len(files.train)} train / "
-        f"{len(files.val)} val images; val: {files.split})"
-    )
-    _note_large_batches(plan, len(files.train), echo)
-    return files
-
-
-def _note_large_batches(plan: SearchPlan, images: int, echo: Echo) -> None:
-    batch = plan.domains["batch_size"]
-    largest = int(max(batch.values) if batch.is_discrete else batch.high)
-    if largest > images:
-        echo(
-            f"note: batch_size {largest} is more than the {images} training images: each epoch "
-            f"of a trial with it is one batch of {images}"
-        )
-
-
-def _decode(plan: SearchPlan, files: DatasetFiles, folds: int | None) -> dict[Any, Any]:
-    """(input size, fold) -> the decoded data: each size the trials use once, split into folds
-    if asked."""
-    spec = plan.spec
-    decoded = decode_dataset(files, list(plan.input_sizes), spec.data.colour_constancy)
-    return {
-        (size, fold): d
-        for size, whole in decoded.items()
-        for fold, d in (
-            enumerate(fold_splits(whole, folds, spec.search.seed)) if folds else [(None, whole)]
-        )
-    }
-
-
-def _put(datasets: dict[Any, Any], images: int, folds: int | None, echo: Echo) -> dict[Any, Any]:
-    """Each decoded data set into Ray's object store, once, for every trial to share."""
-    import ray
-
-    refs = {key: ray.put(d) for key, d in datasets.items()}
-    stored = sum(d.nbytes for d in datasets.values())
-    sizes = sorted({size for size, _ in datasets})
-    split = f" as {folds} k-fold splits of train+val" if folds else ""
-    echo(
-        f"decoded {images} images once, at {', '.join(f'{s}x{s}' for s in sizes)}{split}; "
-        f"{_amount(stored)} in Ray's object store, shared by all trials"
-    )
-    return refs
-
-
-def _amount(nbytes: int) -> str:
-    return f"{nbytes / 2**20:.0f} MiB" if nbytes >= 2**20 else f"{max(nbytes, 1) / 2**10:.0f} KiB"
 
 
 def _open_search(
@@ -317,25 +262,6 @@ def _mirror(options: RunOptions, echo: Echo) -> None:
 
 
 # -- preparing -----------------------------------------------------------------------------------
-
-
-def _data_root(spec: SearchSpec) -> Path:
-    if spec.data.builtin == "synthetic":
-        return synthetic_root()
-    return Path(spec.data.path).expanduser().resolve()
-
-
-def _check_metric(spec: SearchSpec, class_names: list[str]) -> None:
-    try:
-        keys = class_keys(class_names)
-    except ValueError as exc:
-        raise DataError(f"data: {exc}") from None
-    metric = spec.train.metric
-    if metric.startswith("val_recall_") and metric[len("val_recall_") :] not in keys.values():
-        raise DataError(
-            f"train.metric: {metric} names no class of the data (classes: "
-            f"{', '.join(keys.values())})"
-        )
 
 
 def _tracker(spec: SearchSpec, options: RunOptions, uri: str) -> SearchTracker:

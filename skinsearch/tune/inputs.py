@@ -1,0 +1,117 @@
+"""What a search feeds its trials, prepared on the driver before any trial starts: the images
+listed and checked, the memory the largest trial needs, the images decoded once per input size
+(and fold), and the decoded arrays put once in Ray's object store for every trial to share."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from skinsearch.config.plan import SearchPlan
+from skinsearch.config.spec import SearchSpec
+from skinsearch.data import decode_dataset, scan_dataset
+from skinsearch.data.decode import fold_splits
+from skinsearch.data.folders import DatasetFiles
+from skinsearch.data.synthetic import synthetic_root
+from skinsearch.errors import DataError, SkinsearchError
+from skinsearch.training.footprint import Footprint, largest_trial
+from skinsearch.training.metrics import class_keys
+from skinsearch.tune.cluster import machine_memory, trial_memory_problem
+
+Echo = Callable[[str], None]
+
+
+def scan(plan: SearchPlan, echo: Echo) -> DatasetFiles:
+    """The search's images, listed and split (none decoded yet), with what they are in a line."""
+    spec = plan.spec
+    files = scan_dataset(_data_root(spec), spec.data.val_fraction, spec.search.seed)
+    _check_metric(spec, files.class_names)
+    echo(
+        f"data: {files.root} ({len(files.class_names)} classes, {len(files.train)} train / "
+        f"{len(files.val)} val images; val: {files.split})"
+    )
+    _note_large_batches(plan, len(files.train), echo)
+    return files
+
+
+def largest_trial_of(
+    plan: SearchPlan, classes: int, address: str | None, cpus: int | None
+) -> tuple[Footprint, int]:
+    """The memory the search's largest trial needs, and its trial count; refused at once when it
+    exceeds this machine's memory for a Ray started here (``start_ray`` checks Ray's own share
+    once it runs).
+
+    Raises:
+        SkinsearchError: one line with the estimate and what to change.
+    """
+    largest = (largest_trial(plan, classes), plan.trials)
+    if address is None:
+        cpus = cpus or os.cpu_count() or 1
+        problem = trial_memory_problem(plan.spec, *largest, machine_memory(), cpus, "this machine")
+        if problem:
+            raise SkinsearchError(problem)
+    return largest
+
+
+def _note_large_batches(plan: SearchPlan, images: int, echo: Echo) -> None:
+    batch = plan.domains["batch_size"]
+    largest = int(max(batch.values) if batch.is_discrete else batch.high)
+    if largest > images:
+        echo(
+            f"note: batch_size {largest} is more than the {images} training images: each epoch "
+            f"of a trial with it is one batch of {images}"
+        )
+
+
+def decode(plan: SearchPlan, files: DatasetFiles, folds: int | None) -> dict[Any, Any]:
+    """(input size, fold) -> the decoded data: each size the trials use once, split into folds
+    if asked."""
+    spec = plan.spec
+    decoded = decode_dataset(files, list(plan.input_sizes), spec.data.colour_constancy)
+    return {
+        (size, fold): d
+        for size, whole in decoded.items()
+        for fold, d in (
+            enumerate(fold_splits(whole, folds, spec.search.seed)) if folds else [(None, whole)]
+        )
+    }
+
+
+def put(datasets: dict[Any, Any], images: int, folds: int | None, echo: Echo) -> dict[Any, Any]:
+    """Each decoded data set into Ray's object store, once, for every trial to share."""
+    import ray
+
+    refs = {key: ray.put(d) for key, d in datasets.items()}
+    stored = sum(d.nbytes for d in datasets.values())
+    sizes = sorted({size for size, _ in datasets})
+    split = f" as {folds} k-fold splits of train+val" if folds else ""
+    echo(
+        f"decoded {images} images once, at {', '.join(f'{s}x{s}' for s in sizes)}{split}; "
+        f"{_amount(stored)} in Ray's object store, shared by all trials"
+    )
+    return refs
+
+
+def _amount(nbytes: int) -> str:
+    return f"{nbytes / 2**20:.0f} MiB" if nbytes >= 2**20 else f"{max(nbytes, 1) / 2**10:.0f} KiB"
+
+
+def _data_root(spec: SearchSpec) -> Path:
+    if spec.data.builtin == "synthetic":
+        return synthetic_root()
+    return Path(spec.data.path).expanduser().resolve()
+
+
+def _check_metric(spec: SearchSpec, class_names: list[str]) -> None:
+    try:
+        keys = class_keys(class_names)
+    except ValueError as exc:
+        raise DataError(f"data: {exc}") from None
+    metric = spec.train.metric
+    if metric.startswith("val_recall_") and metric[len("val_recall_") :] not in keys.values():
+        raise DataError(
+            f"train.metric: {metric} names no class of the data (classes: "
+            f"{', '.join(keys.values())})"
+        )
