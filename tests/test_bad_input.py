@@ -1,7 +1,11 @@
 """Bad input, case by case: the exact one-line message (what, where, how to fix), exit code 2,
 no traceback, and no Ray started. Covered elsewhere with the same strictness: --gpus, --address,
 --storage and a folder that is not a bundle (test_cli.py), export into a non-empty folder and
-predict on a file that is not an image (test_search.py)."""
+predict on a file that is not an image (test_search.py); a bundle whose weights hold a pickle
+that would run code, a decompression-bomb image (to predict, and in the data), a symlink loop
+in the data, an export interrupted by Ctrl-C, YAML alias bombs and an unsafe --name for every
+command (test_safety.py); a grid too large to list (test_space.py); a model that cannot fit in
+memory (test_footprint.py)."""
 
 from __future__ import annotations
 
@@ -62,6 +66,14 @@ SPEC_CASES = {
     "unknown scheduler": (
         OK + "scheduler: {{type: pbt}}\n",
         "{file}: scheduler.type: must be one of 'asha' or 'none', got 'pbt'",
+    ),
+    "a YAML list": (
+        "- name: t\n- model: mlp\n",
+        "{file}: expected a mapping of sections (name, model, data, ...), got a list",
+    ),
+    "an infinite float": (
+        OK + "  lr: .inf\n",
+        "{file}: params.lr: must be a finite number, got inf",
     ),
 }
 
@@ -135,6 +147,27 @@ def test_bad_data(case: str, tmp_path: Path) -> None:
     message = one_line_error(["run", str(file), "--storage", str(tmp_path / "r")])
     assert message == DATA_CASES[case].format(data=data)
     assert not list((tmp_path / "r").glob("*/trial_*"))
+
+
+def test_a_folder_given_as_the_search_space_file(tmp_path: Path) -> None:
+    for command in ("validate", "run"):
+        assert one_line_error([command, str(tmp_path)]) == (
+            f"{tmp_path}: is a folder, not a search-space file; pass a YAML file "
+            "(search_spaces/quick.yaml, say)"
+        )
+
+
+def test_a_storage_or_an_export_that_is_a_regular_file(tmp_path: Path) -> None:
+    file = tmp_path / "space.yaml"
+    file.write_text(OK.format(data="builtin:synthetic"))
+    regular = tmp_path / "notes.txt"
+    regular.write_text("mine")
+    expected = f"--storage: {regular} is a file, not a folder; choose a folder"
+    for args in (["run", str(file)], ["best"], ["report"], ["sync-mlflow"]):
+        assert one_line_error([*args, "--storage", str(regular)]) == expected
+    export = ["best", "--storage", str(tmp_path / "r"), "--export", str(regular)]
+    assert one_line_error(export) == f"--export: {regular} is a file, not a folder; choose a folder"
+    assert regular.read_text() == "mine"
 
 
 def test_best_before_any_trial_finished(tmp_path: Path) -> None:

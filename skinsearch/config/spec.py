@@ -209,7 +209,12 @@ def load_spec(path: str | Path) -> SearchSpec:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(f"{path}: no such file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+    except IsADirectoryError:
+        raise SpecError(
+            f"{path}: is a folder, not a search-space file; pass a YAML file "
+            "(search_spaces/quick.yaml, say)"
+        ) from None
+    except (PermissionError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: cannot read search space ({exc.__class__.__name__})") from None
     return loads_spec(text, source=str(path))
 

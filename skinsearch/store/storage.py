@@ -80,6 +80,8 @@ def open_storage(text: str, write: bool) -> Storage:
     """
     if "://" not in text:
         folder = Path(text).expanduser().resolve()
+        if folder.exists() and not folder.is_dir():
+            raise SkinsearchError(f"--storage: {folder} is a file, not a folder; choose a folder")
         if write:
             _check_local(folder)
         return Storage(folder)
@@ -178,8 +180,6 @@ def _relative(path: str, root: str) -> str:
 
 
 def _check_local(folder: Path) -> None:
-    if folder.exists() and not folder.is_dir():
-        raise SkinsearchError(f"--storage: {folder} is a file, not a folder; choose a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / ".skinsearch-write-test"
