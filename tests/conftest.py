@@ -101,7 +101,30 @@ def start_server(
             time.sleep(0.3)
 
 
-# -- a search's folder, as Tune and skinsearch leave it ----------------------------------------
+# -- the command line, in-process -------------------------------------------------------------
+
+
+def cli(args: list[str], code: int = 0) -> Any:
+    """Run ``skinsearch ARGS`` in-process (click's ``CliRunner``); check its exit code and that
+    it printed no traceback; returns the result (``.output``)."""
+    from click.testing import CliRunner
+
+    from skinsearch.cli import main
+
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    return result
+
+
+# -- search spaces and a search's folder, as Tune and skinsearch leave it ----------------------------------------
+
+
+def spec_of(text: str, model: str = "cnn") -> Any:
+    """The ``SearchSpec`` of a file named ``t`` for ``model`` with ``text`` after those lines."""
+    from skinsearch.config.spec import loads_spec
+
+    return loads_spec(f"name: t\nmodel: {model}\n{text}")
 
 
 def write_search(storage: Path, name: str, spec_text: str, classes: list[str]) -> Path:

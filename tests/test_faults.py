@@ -20,7 +20,7 @@ import yaml
 from click.testing import CliRunner
 
 from skinsearch.cli import main
-from tests.conftest import mlflow_runs, read_until, spawn_skinsearch, storage_client
+from tests.conftest import cli, mlflow_runs, read_until, spawn_skinsearch, storage_client
 
 pytestmark = pytest.mark.slow
 
@@ -273,8 +273,7 @@ def test_class_names_with_brackets_and_symbols_keep_every_metric(
         "  hidden_sizes: [16]\n  lr: {grid: [0.001, 0.003]}\n"
     )
     storage = tmp_path / "r"
-    result = CliRunner().invoke(main, ["run", str(space), "--storage", str(storage)])
-    assert result.exit_code == 0, result.output
+    result = cli(["run", str(space), "--storage", str(storage)])
     assert "tracking call(s) failed" not in result.output
     client = storage_client(storage)
     trials = [r for r in mlflow_runs(storage) if "mlflow.parentRunId" in r.data.tags]
@@ -283,5 +282,4 @@ def test_class_names_with_brackets_and_symbols_keep_every_metric(
         for key in ("val_recall_nevus_benign", "val_recall_mel_bcc_other", "val_recall_névus"):
             history = client.get_metric_history(run.info.run_id, key)
             assert [m.step for m in history] == [1, 2], key
-    result = CliRunner().invoke(main, ["sync-mlflow", "--storage", str(storage)])
-    assert result.exit_code == 0, result.output
+    result = cli(["sync-mlflow", "--storage", str(storage)])

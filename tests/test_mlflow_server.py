@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from skinsearch.cli import main
-from tests.conftest import spawn_skinsearch, start_server
+from tests.conftest import cli, spawn_skinsearch, start_server
 
 pytestmark = pytest.mark.slow
 
@@ -187,8 +187,7 @@ def test_a_server_down_mid_search_loses_nothing_and_sync_relogs_it(
 
     server.start()  # back, on the same store
     try:
-        sync = CliRunner().invoke(main, ["sync-mlflow", "--storage", str(storage)])
-        assert sync.exit_code == 0, sync.output
+        sync = cli(["sync-mlflow", "--storage", str(storage)])
         assert "synced 3 trials" in sync.output
         client = MlflowClient(tracking_uri=server.url)
         runs = client.search_runs([client.get_experiment_by_name("outage").experiment_id])

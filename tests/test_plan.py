@@ -5,22 +5,10 @@ from __future__ import annotations
 
 from skinsearch.config.objective import Objective
 from skinsearch.config.plan import ConfirmPlan, SearchPlan
-from skinsearch.config.spec import SearchSpec, loads_spec
+from tests.conftest import spec_of
+from tests.test_space import GRID as SPACE_GRID
 
-
-def spec_of(text: str) -> SearchSpec:
-    return loads_spec("name: t\nmodel: cnn\n" + text)
-
-
-GRID = """
-search: {sampler: grid, num_samples: 2, seed: 7}
-params:
-  lr: {grid: [0.001, 0.01]}
-  batch_size: {grid: [16, 32, 64]}
-  dropout: {uniform: [0.0, 0.5]}
-  input_size: {choice: [32, 48]}
-  channels: {choice: [[16], [16, 32]]}
-"""
+GRID = SPACE_GRID + "  input_size: {choice: [32, 48]}\n"
 
 
 def test_list_options_round_trip_through_tune_encoding() -> None:

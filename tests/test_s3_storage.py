@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from skinsearch.cli import main
-from tests.conftest import spawn_skinsearch, start_server
+from tests.conftest import cli, spawn_skinsearch, start_server
 from tests.test_mlflow_server import free_port
 from tests.test_search_modes import descendants
 
@@ -90,8 +90,7 @@ def test_a_search_keeps_its_results_in_s3_and_best_reads_them_back(
         "params:\n  input_size: 16\n  hidden_sizes: [16]\n  lr: {grid: [0.001, 0.01]}\n"
     )
     storage = f"s3://{BUCKET}/team"
-    result = CliRunner().invoke(main, ["run", str(space), "--storage", storage, "--cpus", "2"])
-    assert result.exit_code == 0, result.output
+    result = cli(["run", str(space), "--storage", storage, "--cpus", "2"])
     assert "2 trials: 2 completed" in result.output
     assert f"results in {storage}/s3search" in result.output
 
@@ -133,10 +132,8 @@ def test_a_search_keeps_its_results_in_s3_and_best_reads_them_back(
     )
     assert best.exit_code == 0, best.output
     image = next(tiny_images.glob("val/*/*.png"))
-    predicted = CliRunner().invoke(main, ["predict", str(tmp_path / "bundle"), str(image)])
-    assert predicted.exit_code == 0, predicted.output
-    report = CliRunner().invoke(main, ["report", "--storage", storage])
-    assert report.exit_code == 0, report.output
+    cli(["predict", str(tmp_path / "bundle"), str(image)])
+    cli(["report", "--storage", storage])
     assert "report/index.html" in objects("team/s3search")
 
 
@@ -204,8 +201,7 @@ def test_a_killed_driver_resumes_from_s3(
         t: len(read_object(f"resume/s3resume/{t}/result.json").splitlines()) for t in done_before
     }
 
-    result = CliRunner().invoke(main, [*args, "--resume"])
-    assert result.exit_code == 0, result.output
+    result = cli([*args, "--resume"])
     assert "Traceback" not in result.output
     assert "4 trials: 4 completed" in result.output
     assert f"resuming: {len(done_before)} trials had ended; " in result.output  # as Tune saved it

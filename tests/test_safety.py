@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from skinsearch.cli import main
-from tests.conftest import write_image_folder
+from tests.conftest import cli, write_image_folder
 from tests.test_bad_input import OK, one_line_error
 
 
@@ -289,8 +289,7 @@ def test_a_yaml_alias_bomb_is_refused_in_one_short_line(depth: int, tmp_path: Pa
 def test_a_small_alias_is_still_fine(tmp_path: Path) -> None:
     file = tmp_path / "ok.yaml"
     file.write_text("name: t\nmodel: mlp\nparams:\n  hflip: &p 0.5\n  vflip: *p\n")
-    result = CliRunner().invoke(main, ["validate", str(file)])
-    assert result.exit_code == 0, result.output
+    cli(["validate", str(file)])
 
 
 def test_yaml_nested_thousands_deep_is_one_line(tmp_path: Path) -> None:
@@ -443,8 +442,7 @@ def test_a_pickle_that_would_run_code_is_refused_and_nothing_runs(
 
 
 def test_a_valid_bundle_still_predicts(bundle: Path, image: Path) -> None:
-    result = CliRunner().invoke(main, ["predict", str(bundle), str(image)])
-    assert result.exit_code == 0, result.output
+    result = cli(["predict", str(bundle), str(image)])
     assert result.output.startswith(f"{image}\t")
 
 

@@ -13,7 +13,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from skinsearch.cli import main
-from tests.conftest import mlflow_runs, storage_client
+from tests.conftest import cli, mlflow_runs, storage_client
 
 pytestmark = pytest.mark.slow
 
@@ -165,8 +165,7 @@ def test_best_exports_a_bundle_that_predicts(search: dict[str, Any], tiny_images
     ]
 
     images = sorted((tiny_images / "val" / "small_pink").iterdir())[:3]
-    predicted = runner.invoke(main, ["predict", str(bundle), *map(str, images)])
-    assert predicted.exit_code == 0, predicted.output
+    predicted = cli(["predict", str(bundle), *map(str, images)])
     lines = predicted.output.strip().splitlines()
     assert len(lines) == 3
     for line, image in zip(lines, images, strict=True):
@@ -217,8 +216,7 @@ def test_best_falls_back_to_tune_results_without_mlflow(
 
 
 def test_report_writes_a_page_that_needs_no_network_and_logs_it(search: dict[str, Any]) -> None:
-    result = CliRunner().invoke(main, ["report", "--storage", str(search["storage"])])
-    assert result.exit_code == 0, result.output
+    cli(["report", "--storage", str(search["storage"])])
     report = search["experiment"] / "report"
     page = (report / "index.html").read_text()
     expected = {
@@ -317,16 +315,14 @@ def test_best_shows_the_confirmed_winner_once_a_search_is_confirmed(
         assert CliRunner().invoke(main, args).exit_code == 0
     confirmed = json.loads((search["experiment"] / "confirmation.json").read_text())
     bundle = search["work"] / "recalled"
-    result = CliRunner().invoke(main, ["best", "--storage", storage, "--export", str(bundle)])
-    assert result.exit_code == 0, result.output
+    result = cli(["best", "--storage", storage, "--export", str(bundle)])
     assert f"search tiny was confirmed in {confirmed['confirmed_in']}: " in result.output
     representative = confirmed["representative"]
     assert f"its run closest to the mean is {representative} " in result.output
     chosen = yaml.safe_load((bundle / "config.yaml").read_text())["chosen_by"]
     assert chosen["confirmed_in"] == confirmed["confirmed_in"] and chosen["folds"] == 3
 
-    single = CliRunner().invoke(main, ["best", "--storage", storage, "--single"])
-    assert single.exit_code == 0, single.output
+    single = cli(["best", "--storage", storage, "--single"])
     assert "search tiny: best of " in single.output and " trials by val_acc (max)" in single.output
     other = CliRunner().invoke(main, ["best", "--storage", storage, "--metric", "val_loss"])
     assert "search tiny: best of " in other.output and " trials by val_loss (min)" in other.output
@@ -356,8 +352,7 @@ def test_a_confirm_block_retrains_the_top_configurations_after_the_search(
     space_file.write_text(CONFIRMED_SPACE.format(data=os.path.relpath(tiny_images)))
     storage = tmp_path / "results"
     args = ["--storage", str(storage), "--cpus", "2"]
-    result = CliRunner().invoke(main, ["run", str(space_file), *args])
-    assert result.exit_code == 0, result.output
+    result = cli(["run", str(space_file), *args])
     out = result.output
     assert "3 trials: 3 completed" in out  # the search, then its confirmation
     assert "confirming the top 2 of search tinyc by val_balanced_acc: 2 seeds each, 4 runs" in out
@@ -371,18 +366,15 @@ def test_a_confirm_block_retrains_the_top_configurations_after_the_search(
     assert "confirm" not in saved["spec"]  # a confirmation is not confirmed again
     assert saved["spec"]["data"]["path"] == str(tiny_images)  # readable from anywhere
 
-    best = CliRunner().invoke(main, ["best", *args[:2], "--metric", "val_balanced_acc"])
-    assert best.exit_code == 0, best.output
+    best = cli(["best", *args[:2], "--metric", "val_balanced_acc"])
     assert "search tinyc was confirmed in tinyc-confirm: " in best.output
     assert "confirmed over 2 seeds each" in best.output
 
-    report = CliRunner().invoke(main, ["report", *args[:2]])
-    assert report.exit_code == 0, report.output
+    cli(["report", *args[:2]])
     page = (storage / "tinyc" / "report" / "index.html").read_text()
     assert "Confirmed winner: the top 2 by val_balanced_acc retrained over 2 seeds each" in page
     assert page.count(" ± ") >= 2 * 5  # two configurations, five metrics each
 
-    again = CliRunner().invoke(main, ["run", str(space_file), *args, "--resume"])
-    assert again.exit_code == 0, again.output
+    again = cli(["run", str(space_file), *args, "--resume"])
     assert "search tinyc was confirmed before, in tinyc-confirm" in again.output
     assert not (storage / "tinyc-confirm-2").exists()  # not retrained

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from skinsearch.cli import main
 from skinsearch.store.trials import result_rows
-from tests.conftest import mlflow_runs, read_until, spawn_skinsearch
+from tests.conftest import cli, mlflow_runs, read_until, spawn_skinsearch
 
 pytestmark = pytest.mark.slow
 
@@ -97,8 +97,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_finished_trials(tiny_images: Path, tmp_p
     assert all(r.info.status != "RUNNING" for r in runs)
     ends = sorted(r.data.tags.get("skinsearch.end", "parent") for r in runs)
     assert ends == ["errored", "interrupted", "interrupted", "parent"]
-    best = CliRunner().invoke(main, ["best", "--storage", str(storage)])
-    assert best.exit_code == 0, best.output
+    cli(["best", "--storage", str(storage)])
 
 
 def test_a_killed_trial_resumes_from_its_checkpoint(tiny_images: Path, tmp_path: Path) -> None:
@@ -205,8 +204,7 @@ def test_a_killed_driver_resumes_with_run_resume(tiny_images: Path, tmp_path: Pa
     for checkpoint in victim.glob("checkpoint_*"):
         shutil.rmtree(checkpoint)
 
-    result = CliRunner().invoke(main, [*args, "--resume"])
-    assert result.exit_code == 0, result.output
+    result = cli([*args, "--resume"])
     assert "Traceback" not in result.output
     assert "4 trials: 4 completed" in result.output
     assert "trials had ended; " in result.output
@@ -290,8 +288,7 @@ def test_ctrl_c_in_a_confirmation_exits_130_and_resume_carries_it_on(
     ) in text
     assert not (storage / "conf" / "confirmation.json").exists()
 
-    result = CliRunner().invoke(main, [*args, "--resume"])
-    assert result.exit_code == 0, result.output
+    result = cli([*args, "--resume"])
     assert "confirmed over 3 seeds each" in result.output
     assert not (storage / "conf-confirm-2").exists()  # carried on, not started again
     saved = json.loads((storage / "conf" / "confirmation.json").read_text())

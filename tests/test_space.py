@@ -6,12 +6,7 @@ from pathlib import Path
 
 from skinsearch.config import space
 from skinsearch.config.hparams import HParams
-from skinsearch.config.spec import SearchSpec, loads_spec
-
-
-def spec_of(text: str) -> SearchSpec:
-    return loads_spec("name: t\nmodel: cnn\n" + text)
-
+from tests.conftest import cli, spec_of
 
 GRID = """
 search: {sampler: grid, num_samples: 2, seed: 7}
@@ -104,18 +99,13 @@ def test_a_space_too_large_to_list_is_one_line_naming_the_grid(tmp_path: Path) -
 
 
 def test_settings_that_do_less_than_they_seem_get_a_note(tmp_path: Path) -> None:
-    from click.testing import CliRunner
-
-    from skinsearch.cli import main
-
     file = tmp_path / "notes.yaml"
     file.write_text(
         f"name: notes\nmodel: mlp\ndata: {{path: {tmp_path}}}\n"
         "train: {max_epochs: 5, patience: 5}\nscheduler: {type: asha, grace_period: 8}\n"
         "params:\n  lr: {grid: [0.001, 0.01]}\n"
     )
-    result = CliRunner().invoke(main, ["validate", str(file)])
-    assert result.exit_code == 0, result.output
+    result = cli(["validate", str(file)])
     assert "note: train.patience 5 >= max_epochs 5: early stopping never triggers" in result.output
     assert "note: scheduler.grace_period 8 >= train.max_epochs 5: ASHA stops no trial early" in (
         result.output

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from skinsearch.cli import main
 from skinsearch.config.objective import Objective
 from skinsearch.config.plan import ConfirmPlan
 from skinsearch.results.confirm import top_configs
 from skinsearch.store.search import Search
+from tests.conftest import cli
 
 pytestmark = pytest.mark.slow
 
@@ -36,9 +36,8 @@ def test_tied_trials_rank_the_same_everywhere(tiny_images: Path, tmp_path: Path)
     space = tmp_path / "ties.yaml"
     space.write_text(SPACE.format(data=tiny_images))
     storage = tmp_path / "results"
-    runner = CliRunner()
-    run = runner.invoke(main, ["run", str(space), "--storage", str(storage), "--cpus", "2"])
-    assert run.exit_code == 0, run.output
+    CliRunner()
+    run = cli(["run", str(space), "--storage", str(storage), "--cpus", "2"])
     assert "Configuration for experiment" not in run.output  # Tune's banner: skinsearch says it
     assert "View detailed results here" not in run.output
     search = Search.load(storage / "ties")
@@ -54,12 +53,10 @@ def test_tied_trials_rank_the_same_everywhere(tiny_images: Path, tmp_path: Path)
     table = [line.split()[0] for line in run.output.splitlines() if line.startswith("trial_")]
     assert table[:2] == [first, second], run.output
 
-    shown = runner.invoke(main, ["best", "--storage", str(storage), "--metric", "val_acc"])
-    assert shown.exit_code == 0, shown.output
+    shown = cli(["best", "--storage", str(storage), "--metric", "val_acc"])
     assert f"trial {first_id}, epoch" in shown.output, shown.output
 
-    report = runner.invoke(main, ["report", "--storage", str(storage)])
-    assert report.exit_code == 0, report.output
+    cli(["report", "--storage", str(storage)])
     page = (storage / "ties" / "report" / "index.html").read_text()
     leaderboard = re.findall(r"<tr><td>\d+</td><td>(trial_[^<]+)</td>", page)
     assert leaderboard[:2] == [first, second]
