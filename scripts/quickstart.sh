@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up and run the main job on a fresh machine: a virtual environment with the tested versions,
-# then a real ASHA search on the built-in images (about 2 minutes on 2 CPU cores).
+# then a real ASHA search on the built-in images (about 4 minutes on 2 CPU cores from a fresh clone, install included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
