@@ -20,10 +20,14 @@ INITS = ("default", "he", "xavier", "uniform")
 
 
 class HParams(BaseModel):
-    """Every hyperparameter skinsearch knows, with its default.
+    """Every hyperparameter the common training loop and the built-in models know, with its
+    default.
 
-    Model-specific fields (``hidden_sizes`` ... ``fc_size``) are ignored by models they do not
-    apply to; which model takes which is declared in ``skinsearch.models``.
+    The built-in models' fields (``hidden_sizes`` ... ``pooling``) are ignored by models they do
+    not apply to; which model takes which is declared in ``skinsearch.models``. A model that
+    needs hyperparameters of its own declares them where it is registered
+    (``register_model(..., own=...)``): a trial of it gets a subclass of this with those fields
+    (``models.hparams_class``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

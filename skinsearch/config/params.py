@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from skinsearch._messages import kind_of, message, short_number, shown
 from skinsearch.config.hparams import COMMON_HPARAMS, DISCRETE_ONLY, HParams
-from skinsearch.models import model_hparams
+from skinsearch.models import hparams_class, known_hparams, model_hparams
 
 PARAM_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 
@@ -42,10 +42,11 @@ class Param(BaseModel):
 
 def parse_params(raw: dict[str, Any], model: str, problems: list[str]) -> dict[str, Param]:
     allowed = COMMON_HPARAMS | model_hparams(model)
+    fields = hparams_class(model)
     params: dict[str, Param] = {}
     for name, value in raw.items():
         where = f"params.{name}"
-        if name not in HParams.model_fields or name == "seed":
+        if name not in known_hparams() or name == "seed":
             problems.append(
                 f"{where}: unknown hyperparameter (valid for {model}: {', '.join(sorted(allowed))})"
             )
@@ -54,13 +55,15 @@ def parse_params(raw: dict[str, Any], model: str, problems: list[str]) -> dict[s
                 f"{where}: not a hyperparameter of model {model!r} (it takes: {', '.join(sorted(allowed))})"
             )
         else:
-            param = _parse_param(name, value, where, problems)
+            param = _parse_param(fields, name, value, where, problems)
             if param is not None:
                 params[name] = param
     return params
 
 
-def _parse_param(name: str, value: Any, where: str, problems: list[str]) -> Param | None:
+def _parse_param(
+    fields: type[HParams], name: str, value: Any, where: str, problems: list[str]
+) -> Param | None:
     before = len(problems)
     if isinstance(value, dict):
         if len(value) != 1 or next(iter(value)) not in PARAM_KINDS:
@@ -70,7 +73,7 @@ def _parse_param(name: str, value: Any, where: str, problems: list[str]) -> Para
             )
             return None
         kind, body = next(iter(value.items()))  # one of PARAM_KINDS, checked above
-    elif isinstance(value, list) and not _is_list_field(name):
+    elif isinstance(value, list) and not _is_list_field(fields, name):
         problems.append(
             f"{where}: expected a single value, got a list (write `grid: [...]` or `choice: [...]` to search over values)"
         )
@@ -92,17 +95,19 @@ def _parse_param(name: str, value: Any, where: str, problems: list[str]) -> Para
             return None
         for i, item in enumerate(body):
             item_where = where_kind if kind == "fixed" else f"{where_kind}[{i}]"
-            _check_value(name, item, item_where, problems)
+            _check_value(fields, name, item, item_where, problems)
         return (
             None
             if len(problems) > before
             else Param.model_validate({"kind": kind, "values": tuple(body)})
         )
-    return _parse_range(name, kind, body, where_kind, problems)
+    return _parse_range(fields, name, kind, body, where_kind, problems)
 
 
-def _parse_range(name: str, kind: str, body: Any, where: str, problems: list[str]) -> Param | None:
-    annotation = HParams.model_fields[name].annotation
+def _parse_range(
+    fields: type[HParams], name: str, kind: str, body: Any, where: str, problems: list[str]
+) -> Param | None:
+    annotation = fields.model_fields[name].annotation
     if annotation not in (int, float):
         problems.append(f"{where}: {name} takes no range; use grid or choice")
         return None
@@ -129,7 +134,7 @@ def _parse_range(name: str, kind: str, body: Any, where: str, problems: list[str
         return None
     before = len(problems)
     for i, bound in enumerate(body):
-        _check_value(name, bound, f"{where}[{i}]", problems)
+        _check_value(fields, name, bound, f"{where}[{i}]", problems)
     return (
         None
         if len(problems) > before
@@ -137,17 +142,19 @@ def _parse_range(name: str, kind: str, body: Any, where: str, problems: list[str
     )
 
 
-def _check_value(name: str, value: Any, where: str, problems: list[str]) -> None:
+def _check_value(
+    fields: type[HParams], name: str, value: Any, where: str, problems: list[str]
+) -> None:
     try:
-        HParams.model_validate({name: value}, strict=True)
+        fields.model_validate({name: value}, strict=True)
     except ValidationError as exc:
         for err in exc.errors():
             sub = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"][1:])
             problems.append(f"{where}{sub}: {message(err)}")
 
 
-def _is_list_field(name: str) -> bool:
-    return getattr(HParams.model_fields[name].annotation, "__origin__", None) is list
+def _is_list_field(fields: type[HParams], name: str) -> bool:
+    return getattr(fields.model_fields[name].annotation, "__origin__", None) is list
 
 
 def _is_number(value: Any) -> bool:

@@ -18,16 +18,18 @@ from skinsearch.config.hparams import HParams
 from skinsearch.config.objective import Objective
 from skinsearch.config.params import Param
 from skinsearch.config.spec import SearchSpec
+from skinsearch.models import hparams_class, model_names
 
 Config = dict[str, Any]
 
-#: hyperparameters whose values are lists: they travel through Tune as "16-32" strings, since
-#: Optuna's categorical values must be scalars and Tune walks list values as nested paths
-LIST_HPARAMS = tuple(
-    name
-    for name, field in HParams.model_fields.items()
-    if getattr(field.annotation, "__origin__", None) is list
-)
+
+def list_hparams() -> set[str]:
+    """The hyperparameters whose values are lists (``HParams``' list fields and every model's
+    own): they travel through Tune as "16-32" strings, since Optuna's categorical values must be
+    scalars and Tune walks list values as nested paths."""
+    classes: list[type[HParams]] = [HParams, *(hparams_class(m) for m in model_names())]
+    fields = {name: field for cls in classes for name, field in cls.model_fields.items()}
+    return {n for n, f in fields.items() if getattr(f.annotation, "__origin__", None) is list}
 
 
 def encode(config: Config) -> Config:
@@ -38,7 +40,7 @@ def encode(config: Config) -> Config:
 def decode(config: Config) -> Config:
     """Undo ``encode``: the list-valued hyperparameters as lists of ints again."""
     out = dict(config)
-    for name in LIST_HPARAMS:
+    for name in list_hparams():
         if isinstance(out.get(name), str):
             out[name] = [int(v) for v in out[name].split("-")]
     return out

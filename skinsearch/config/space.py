@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from skinsearch.config.hparams import COMMON_HPARAMS, HParams, default_of
+from skinsearch.config.hparams import COMMON_HPARAMS
 from skinsearch.config.params import Param
 from skinsearch.config.spec import SearchSpec
 from skinsearch.errors import SpecError
-from skinsearch.models import model_hparams
+from skinsearch.models import hparams_class, model_hparams
 from skinsearch.models._registry import min_input_size
 
 Config = dict[str, Any]
@@ -28,16 +28,18 @@ MAX_CONFIGS = 100_000  # the most configurations a grid or random space may list
 def model_hparam_names(model: str) -> list[str]:
     """The hyperparameters ``model`` takes, in ``HParams`` order (``seed`` last)."""
     allowed = COMMON_HPARAMS | model_hparams(model)
-    return [name for name in HParams.model_fields if name in allowed and name != "seed"] + ["seed"]
+    fields = hparams_class(model).model_fields
+    return [name for name in fields if name in allowed and name != "seed"] + ["seed"]
 
 
 def domains(spec: SearchSpec) -> dict[str, Param]:
     """Every hyperparameter's domain: the spec's, or a fixed default for the ones it leaves out."""
-    out = {}
+    out, fields = {}, hparams_class(spec.model).model_fields
     for name in model_hparam_names(spec.model):
         if name == "seed":
             continue
-        out[name] = spec.params.get(name) or Param(kind="fixed", values=(default_of(name),))
+        default = fields[name].get_default(call_default_factory=True)
+        out[name] = spec.params.get(name) or Param(kind="fixed", values=(default,))
     return out
 
 
@@ -109,7 +111,7 @@ def check_space(spec: SearchSpec, source: str = "<spec>") -> None:
     problems = []
     for size in input_sizes(spec):
         for values in itertools.product(*(doms[n].values for n in arch)):
-            hp = HParams(**dict(zip(arch, values, strict=True)))
+            hp = hparams_class(spec.model)(**dict(zip(arch, values, strict=True)))
             smallest = min_input_size(spec.model, hp)
             if size < smallest:
                 what = ", ".join(f"{n} {v}" for n, v in zip(arch, values, strict=True))

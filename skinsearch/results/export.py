@@ -125,10 +125,9 @@ def _write_bundle(
 ) -> None:
     import torch
 
-    from skinsearch.config.hparams import HParams
-    from skinsearch.models import build_model
+    from skinsearch.models import build_model, hparams_class
 
-    hp = HParams.model_validate(state.hparams)
+    hp = hparams_class(state.model).model_validate(state.hparams)
     size = state.preprocessing["resize"][0]
     weights = torch.load(checkpoint / "model.pt", map_location="cpu", weights_only=True)
     model = build_model(state.model, hp, size, len(state.class_names))

@@ -81,9 +81,8 @@ def load_bundle(folder: Path) -> Bundle:
     """
     import torch
 
-    from skinsearch.config.hparams import HParams
     from skinsearch.data.decode import COLOUR_CONSTANCY
-    from skinsearch.models import build_model, model_names
+    from skinsearch.models import build_model, hparams_class, model_names
 
     missing = [f for f in BUNDLE_FILES if not (folder / f).is_file()]
     if missing:
@@ -105,7 +104,7 @@ def load_bundle(folder: Path) -> Bundle:
     if classes != config.class_names:
         raise _broken(folder / "classes.json", "does not list the classes config.yaml names")
     try:
-        hp = HParams.model_validate(config.hparams)
+        hp = hparams_class(config.model).model_validate(config.hparams)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -55,7 +55,7 @@ def largest_trial(plan: SearchPlan, num_classes: int) -> Footprint:
     For a ``tpe`` search, every discrete value of the hyperparameters that decide the size is
     tried, and a range at its upper end.
     """
-    from skinsearch.models import model_hparams
+    from skinsearch.models import hparams_class, model_hparams
 
     shape_names = [*sorted(model_hparams(plan.spec.model) - {"init", "activation"}), "input_size"]
     sized = [*shape_names, "batch_size", "optimizer", "momentum"]
@@ -66,7 +66,7 @@ def largest_trial(plan: SearchPlan, num_classes: int) -> Footprint:
         if repr(values) in seen:
             continue
         seen.add(repr(values))
-        hp = HParams.model_validate(values)
+        hp = hparams_class(plan.spec.model).model_validate(values)
         shape = {n: getattr(hp, n) for n in shape_names}
         if repr(shape) not in measured:
             if len(measured) >= MAX_ARCHITECTURES:

@@ -21,6 +21,7 @@ from ray import tune
 from skinsearch.config.hparams import HParams
 from skinsearch.config.plan import decode
 from skinsearch.config.spec import TrainSpec
+from skinsearch.models import hparams_class
 from skinsearch.tracking.board import TrialBoard
 from skinsearch.training.trainer import Trainer
 
@@ -41,7 +42,7 @@ def run_trial(config: dict[str, Any], *, context: TrialContext) -> None:
     """Train one configuration, reporting every epoch to Tune."""
     values = decode(config)
     fold = values.pop("fold", None)  # a k-fold split of train+val (best --confirm --folds)
-    hp = HParams.model_validate({**context.fixed, **values})
+    hp = hparams_class(context.model).model_validate({**context.fixed, **values})
     torch.set_num_threads(max(1, math.floor(context.cpus_per_trial)))
     data = ray.get(context.data_refs[(hp.input_size, fold)])
     device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
