@@ -42,11 +42,11 @@ class Param(BaseModel):
 
 def parse_params(raw: dict[str, Any], model: str, problems: list[str]) -> dict[str, Param]:
     allowed = COMMON_HPARAMS | model_hparams(model)
-    fields = hparams_class(model)
+    fields, known = hparams_class(model), known_hparams()
     params: dict[str, Param] = {}
     for name, value in raw.items():
         where = f"params.{name}"
-        if name not in known_hparams() or name == "seed":
+        if name not in known or name == "seed":
             problems.append(
                 f"{where}: unknown hyperparameter (valid for {model}: {', '.join(sorted(allowed))})"
             )

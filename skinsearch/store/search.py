@@ -22,7 +22,7 @@ from skinsearch.errors import ResultsError
 from skinsearch.store.layout import CONFIRMATION_FILE
 from skinsearch.store.records import ConfirmationRecord, SearchRecord, TrialRecord
 from skinsearch.store.searches import load_search
-from skinsearch.store.trials import read_trial, trial_end
+from skinsearch.store.trials import read_trial, result_rows, trial_end
 
 
 @dataclass(frozen=True)
@@ -61,9 +61,10 @@ class Search:
         best epoch by ``objective`` (default: the search's own)."""
         out = []
         for folder in sorted(self.folder.glob("trial_*/")):
-            record = read_trial(folder, self.plan, objective)
+            rows = result_rows(folder)  # read once for both
+            record = read_trial(folder, self.plan, objective, rows)
             if record is not None:
-                record.end, record.error = trial_end(folder)
+                record.end, record.error = trial_end(folder, rows)
                 out.append(record)
         return out
 

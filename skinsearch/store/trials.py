@@ -46,15 +46,19 @@ def logged_metrics(row: dict[str, Any]) -> dict[str, float]:
 
 
 def read_trial(
-    folder: Path, plan: SearchPlan, objective: Objective | None = None
+    folder: Path,
+    plan: SearchPlan,
+    objective: Objective | None = None,
+    rows: list[dict[str, Any]] | None = None,
 ) -> TrialRecord | None:
-    """A trial of ``plan`` rebuilt from its folder, its best epoch by ``objective`` (default:
-    the plan's); None when Tune never started it there."""
+    """A trial of ``plan`` rebuilt from its folder (``rows``: its ``result_rows``, when read
+    already), its best epoch by ``objective`` (default: the plan's); None when Tune never
+    started it there."""
     try:
         config = json.loads((folder / "params.json").read_text())
     except (OSError, ValueError):
         return None
-    rows = result_rows(folder)
+    rows = result_rows(folder) if rows is None else rows
     best = (objective or plan.objective).best_epoch(rows)
     return TrialRecord(
         run_id="",
@@ -67,13 +71,14 @@ def read_trial(
     )
 
 
-def trial_end(folder: Path) -> tuple[str, str]:
-    """How a trial that Tune no longer runs ended, and its error line if it failed."""
+def trial_end(folder: Path, rows: list[dict[str, Any]] | None = None) -> tuple[str, str]:
+    """How a trial that Tune no longer runs ended, and its error line if it failed (``rows``:
+    its ``result_rows``, when read already)."""
     error = folder / "error.txt"
     if error.is_file():
         lines = [x.strip() for x in error.read_text(errors="replace").splitlines() if x.strip()]
         return "errored", lines[-1] if lines else "unknown error"
-    rows = result_rows(folder)
+    rows = result_rows(folder) if rows is None else rows
     reason = rows[-1].get("stop_reason") if rows else None
     if reason == "errored":
         return "errored", str(rows[-1].get("error", "unknown error"))

@@ -9,8 +9,9 @@ activations one image leaves for the backward pass. A trial then needs, in float
 - activations and their gradients: ``2 x batch_size x activations per image``.
 
 It leaves out the decoded images (shared through Ray's object store) and the framework's own
-memory, so a trial needs at least this much: ``tune.cluster.check_trial_memory`` refuses a
-search whose largest trial cannot fit in the memory Ray gives one trial.
+memory, so a trial needs at least this much: ``tune.cluster.trial_memory_problem`` refuses a
+search whose largest trial cannot fit in this machine's memory, or in the memory Ray gives one
+trial, per trial run at once.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def largest_trial(plan: SearchPlan, num_classes: int) -> Footprint:
     """
     from skinsearch.models import hparams_class, model_hparams
 
+    fields = hparams_class(plan.spec.model)
     shape_names = [*sorted(model_hparams(plan.spec.model) - {"init", "activation"}), "input_size"]
     sized = [*shape_names, "batch_size", "optimizer", "momentum"]
     measured: dict[str, tuple[int, int]] = {}  # architecture -> parameters, activations
@@ -66,7 +68,7 @@ def largest_trial(plan: SearchPlan, num_classes: int) -> Footprint:
         if repr(values) in seen:
             continue
         seen.add(repr(values))
-        hp = hparams_class(plan.spec.model).model_validate(values)
+        hp = fields.model_validate(values)
         shape = {n: getattr(hp, n) for n in shape_names}
         if repr(shape) not in measured:
             if len(measured) >= MAX_ARCHITECTURES:
@@ -95,13 +97,10 @@ def _candidates(plan: SearchPlan, sized: list[str]) -> Iterator[dict[str, Any]]:
     for name in sized:
         domain = plan.domains[name]
         # a range: its upper end (the largest batch or layer); momentum only matters as zero
-        choices.append(list(domain.values) if domain.is_discrete else [_upper(domain.high)])
+        high = int(domain.high) if domain.kind == "randint" else domain.high
+        choices.append(list(domain.values) if domain.is_discrete else [high])
     for values in itertools.islice(itertools.product(*choices), MAX_ARCHITECTURES * 10):
         yield dict(zip(sized, values, strict=True))
-
-
-def _upper(high: Any) -> Any:
-    return int(high) if float(high).is_integer() else high
 
 
 def _measure(model: str, hp: HParams, num_classes: int) -> tuple[int, int]:
