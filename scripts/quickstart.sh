@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -c constraints.txt -e .
+.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[pretrained]"
 exec .venv/bin/skinsearch run search_spaces/quick.yaml "$@"
