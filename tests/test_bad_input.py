@@ -53,7 +53,7 @@ SPEC_CASES = {
     ),
     "unknown model": (
         OK.replace("model: mlp", "model: resnet"),
-        "{file}: model: unknown model 'resnet' (valid: cnn, mlp)",
+        "{file}: model: unknown model 'resnet' (valid: cnn, efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, mlp)",
     ),
     "unknown optimizer": (
         OK + "  optimizer: lion\n",

@@ -68,7 +68,12 @@ def test_every_param_form_is_accepted(tmp_path: Path) -> None:
 
 BAD = [
     ("model: mlp\n", ["name: required"]),
-    (BASE.format(model="vgg"), ["model: unknown model 'vgg' (valid: cnn, mlp)"]),
+    (
+        BASE.format(model="vgg"),
+        [
+            "model: unknown model 'vgg' (valid: cnn, efficientnet_lite0, efficientnet_lite1, efficientnet_lite2, mlp)"
+        ],
+    ),
     (
         BASE.format(model="mlp") + "epochs: 3\n",
         [

@@ -19,7 +19,7 @@ from skinsearch.config.params import Param
 from skinsearch.config.spec import SearchSpec
 from skinsearch.errors import SpecError
 from skinsearch.models import hparams_class, model_hparams
-from skinsearch.models._registry import min_input_size
+from skinsearch.models._registry import input_size_problem, weights_problem
 
 Config = dict[str, Any]
 MAX_CONFIGS = 100_000  # the most configurations a grid or random space may list up front
@@ -107,20 +107,26 @@ def check_space(spec: SearchSpec, source: str = "<spec>") -> None:
     """
     _check_size(spec, source)
     doms = domains(spec)
-    arch = [n for n in ("channels",) if n in doms and doms[n].is_discrete]
+    # the hyperparameters that decide which input sizes fit and which weights are read
+    arch = [n for n in ("channels", "pretrained") if n in doms and doms[n].is_discrete]
     problems = []
-    for size in input_sizes(spec):
-        for values in itertools.product(*(doms[n].values for n in arch)):
-            hp = hparams_class(spec.model)(**dict(zip(arch, values, strict=True)))
-            smallest = min_input_size(spec.model, hp)
-            if size < smallest:
-                what = ", ".join(f"{n} {v}" for n, v in zip(arch, values, strict=True))
+    for values in itertools.product(*(doms[n].values for n in arch)):
+        hp = hparams_class(spec.model)(**dict(zip(arch, values, strict=True)))
+        what = ", ".join(f"{n} {v}" for n, v in zip(arch, values, strict=True) if n == "channels")
+        for size in input_sizes(spec):
+            needs = input_size_problem(spec.model, hp, size)
+            if needs:
+                small = needs.startswith("needs >=")
+                why = ": each conv block halves the image" if small and what else ""
                 problems.append(
-                    f"{source}: params.input_size: {size} is too small for {spec.model} with "
-                    f"{what} (needs >= {smallest}: each conv block halves the image)"
+                    f"{source}: params.input_size: {size} "
+                    f"{'is too small for' if small else 'does not suit'} {spec.model}"
+                    f"{' with ' + what if what else ''} ({needs}{why})"
                 )
+        if problem := weights_problem(spec.model, hp):
+            problems.append(f"{source}: params.{problem}")
     if problems:
-        raise SpecError(*problems)
+        raise SpecError(*dict.fromkeys(problems))
 
 
 def _check_size(spec: SearchSpec, source: str) -> None:

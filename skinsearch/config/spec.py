@@ -21,6 +21,7 @@ from skinsearch.config.objective import Objective
 from skinsearch.config.params import Param, param_to_yaml, parse_params
 from skinsearch.errors import SkinsearchError, SpecError
 from skinsearch.models import model_names
+from skinsearch.models._registry import missing_requirement
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_DATASETS = ("synthetic",)
@@ -186,6 +187,9 @@ class SearchSpec(BaseModel):
     def _registered(cls, model: str) -> str:
         if model not in model_names():
             raise ValueError(f"unknown model {shown(model)} (valid: {', '.join(model_names())})")
+        hint = missing_requirement(model)
+        if hint:
+            raise ValueError(f"{model} needs a package that is not installed: {hint}")
         return model
 
     def to_yaml_dict(self) -> dict[str, Any]:

@@ -5,7 +5,7 @@ hyperparameters only it takes declared there (``own=``); the parametrized test i
 ``tests/test_models.py`` picks it up.
 """
 
-from skinsearch.models import cnn, mlp  # noqa: F401  (registers the built-in models)
+from skinsearch.models import cnn, efficientnet, mlp  # noqa: F401  (registers the built-in models)
 from skinsearch.models._registry import (
     build_model,
     hparams_class,

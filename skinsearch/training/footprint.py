@@ -28,6 +28,16 @@ FLOAT_BYTES = 4
 #: tensors per weight an optimizer keeps (Adam: first and second moments)
 OPTIMIZER_STATES = {"adam": 2, "adamw": 2, "sgd": 1}
 MAX_ARCHITECTURES = 2_000  # the most distinct architectures built to find the largest
+#: model hyperparameters that set weights' values or how they train, never their shapes (a
+#: frozen backbone needs less, so the unfrozen epochs are the ones counted)
+NOT_SHAPE = {
+    "init",
+    "activation",
+    "pretrained",
+    "freeze_epochs",
+    "backbone_lr_mult",
+    "drop_connect",
+}
 
 
 @dataclass(frozen=True)
@@ -59,7 +69,7 @@ def largest_trial(plan: SearchPlan, num_classes: int) -> Footprint:
     from skinsearch.models import hparams_class, model_hparams
 
     fields = hparams_class(plan.spec.model)
-    shape_names = [*sorted(model_hparams(plan.spec.model) - {"init", "activation"}), "input_size"]
+    shape_names = [*sorted(model_hparams(plan.spec.model) - NOT_SHAPE), "input_size"]
     sized = [*shape_names, "batch_size", "optimizer", "momentum"]
     measured: dict[str, tuple[int, int]] = {}  # architecture -> parameters, activations
     seen, best = set(), None

@@ -1,0 +1,56 @@
+"""A pretrained feature extractor with a new classification head, and how it is fine-tuned:
+the head alone for the first ``freeze_epochs``, then everything, the backbone at
+``backbone_lr_mult`` times the learning rate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class BackboneClassifier(nn.Module):
+    """``head(backbone(x))``: the backbone maps an image batch to ``(N, features)``.
+
+    Args:
+        backbone: The feature extractor (its own classifier removed).
+        features: The width of its output.
+        num_classes: Classes of the new head.
+        dropout: Dropout before the head's linear layer.
+        freeze_epochs: Epochs (from the first) in which the backbone is frozen: no gradients,
+            and its batch-norm statistics kept as trained.
+        backbone_lr_mult: The backbone's learning rate as a fraction of the head's.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        features: int,
+        num_classes: int,
+        dropout: float,
+        freeze_epochs: int,
+        backbone_lr_mult: float,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, num_classes))
+        self.freeze_epochs = freeze_epochs
+        self.backbone_lr_mult = backbone_lr_mult
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups, each with its ``lr_mult`` (of the trial's lr)."""
+        return [
+            {"params": list(self.backbone.parameters()), "lr_mult": self.backbone_lr_mult},
+            {"params": list(self.head.parameters()), "lr_mult": 1.0},
+        ]
+
+    def start_epoch(self, epoch: int) -> None:
+        """Before training 1-based ``epoch`` (after ``train()``): freeze or thaw the backbone."""
+        frozen = epoch <= self.freeze_epochs
+        self.backbone.requires_grad_(not frozen)
+        if frozen:
+            self.backbone.eval()  # batch norm keeps the statistics it was trained with
