@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
 
 from skinsearch._registry import Registry
 from skinsearch.config.hparams import HParams
 
-OptimizerBuilder = Callable[[Iterable[torch.nn.Parameter], HParams], torch.optim.Optimizer]
+#: the parameters, or parameter groups (dicts with "params" and the group's own settings)
+Params = Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]]
+OptimizerBuilder = Callable[[Params, HParams], torch.optim.Optimizer]
 #: ``schedule(done, span)``: the learning rate after warm-up as a fraction of ``lr``, ``done``
 #: epochs into the ``span`` that follow the warm-up
 Schedule = Callable[[int, int], float]
@@ -21,17 +24,17 @@ SCHEDULES: Registry[Schedule] = Registry("learning-rate schedule")
 
 
 @OPTIMIZERS.register("adam")
-def _adam(params: Iterable[torch.nn.Parameter], hp: HParams) -> torch.optim.Optimizer:
+def _adam(params: Params, hp: HParams) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=hp.lr, weight_decay=hp.weight_decay)
 
 
 @OPTIMIZERS.register("adamw")
-def _adamw(params: Iterable[torch.nn.Parameter], hp: HParams) -> torch.optim.Optimizer:
+def _adamw(params: Params, hp: HParams) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
 
 
 @OPTIMIZERS.register("sgd")
-def _sgd(params: Iterable[torch.nn.Parameter], hp: HParams) -> torch.optim.Optimizer:
+def _sgd(params: Params, hp: HParams) -> torch.optim.Optimizer:
     return torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay)
 
 
@@ -51,8 +54,13 @@ def _step(done: int, span: int) -> float:
 
 
 def build_optimizer(model: torch.nn.Module, hp: HParams) -> torch.optim.Optimizer:
-    """The trial's optimizer over ``model``'s parameters."""
-    return OPTIMIZERS[hp.optimizer](model.parameters(), hp)
+    """The trial's optimizer over ``model``'s parameters, in the model's own parameter groups
+    when it has them (a fine-tuned backbone learns at a fraction of the head's rate: each
+    group's ``lr_mult``, which the trainer applies every epoch)."""
+    from skinsearch.models.backbone import BackboneClassifier
+
+    groups = model.param_groups() if isinstance(model, BackboneClassifier) else model.parameters()
+    return OPTIMIZERS[hp.optimizer](groups, hp)
 
 
 def lr_factor(hp: HParams, epoch: int, max_epochs: int) -> float:

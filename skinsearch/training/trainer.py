@@ -27,6 +27,13 @@ from skinsearch.data.augment import augment_batch, build_augment
 from skinsearch.data.batch_augment import BatchAugment
 from skinsearch.data.decode import DecodedData
 from skinsearch.models import build_model
+from skinsearch.models._registry import (
+    StateDict,
+    input_normalisation,
+    read_weights,
+    weights_source,
+)
+from skinsearch.models.backbone import BackboneClassifier
 from skinsearch.store.layout import MODEL_FILE, OPTIMIZER_FILE, STATE_FILE
 from skinsearch.store.records import CheckpointState
 from skinsearch.training.metrics import Evaluation, evaluate
@@ -58,6 +65,9 @@ class Trainer:
         resident: Keep the data set on ``device`` as uint8 and augment whole batches there
             (``batch_augment.py``) instead of per image with albumentations on the CPU. Default:
             on a GPU only. The CPU path and this one draw the same batches in the same order.
+        start: The trained weights the model starts from, as ``models.read_weights`` gives them
+            (a search reads them once on the driver); default: read here when ``hp`` asks for
+            them.
     """
 
     def __init__(
@@ -68,13 +78,17 @@ class Trainer:
         data: DecodedData,
         device: str | torch.device | None = None,
         resident: bool | None = None,
+        start: StateDict | None = None,
     ) -> None:
         self.model_name, self.hp, self.train, self.data = model_name, hp, train, data
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.resident = self.device.type == "cuda" if resident is None else resident
         torch.manual_seed(hp.seed)
         n_classes = len(data.class_names)
-        self.model = build_model(model_name, hp, data.size, n_classes).to(self.device)
+        source = weights_source(model_name, hp)
+        if start is None and source is not None:
+            start = read_weights(model_name, source)
+        self.model = build_model(model_name, hp, data.size, n_classes, start).to(self.device)
         self.optimizer = build_optimizer(self.model, hp)
         weight = (
             _class_weights(data.y_train, n_classes) if train.class_weights == "balanced" else None
@@ -90,8 +104,11 @@ class Trainer:
             self.x_train = torch.tensor(data.x_train, device=self.device)
             self.y_train = torch.tensor(data.y_train, device=self.device, dtype=torch.long)
             self.x_val = torch.tensor(data.x_val, device=self.device)
-        self.mean = torch.tensor(data.mean, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(data.std, device=self.device).view(1, 3, 1, 1)
+        # pretrained weights expect their own normalisation, not the data set's statistics
+        mean, std = input_normalisation(model_name, hp) or (data.mean, data.std)
+        self.preprocessing = {**data.preprocessing, "mean": list(mean), "std": list(std)}
+        self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
         self.sign = 1.0 if train.resolved_mode == "max" else -1.0
         self.epoch = 0
         self.best: float | None = None
@@ -101,8 +118,9 @@ class Trainer:
     def fit_epoch(self) -> EpochResult:
         """Train one epoch, evaluate on val, and update the early-stopping state."""
         self.epoch += 1
+        factor = lr_factor(self.hp, self.epoch, self.train.max_epochs)
         for group in self.optimizer.param_groups:  # from the epoch alone, so a resume agrees
-            group["lr"] = self.hp.lr * lr_factor(self.hp, self.epoch, self.train.max_epochs)
+            group["lr"] = self.hp.lr * group.get("lr_mult", 1.0) * factor
         epoch_seed = self.hp.seed * 100_003 + self.epoch
         torch.manual_seed(epoch_seed)
         if self.augment is not None:
@@ -158,7 +176,7 @@ class Trainer:
                 mode="json", include=set(model_hparam_names(self.model_name))
             ),
             "class_names": self.data.class_names,
-            "preprocessing": self.data.preprocessing,
+            "preprocessing": self.preprocessing,
         }
         write_atomic(folder / STATE_FILE, json.dumps(_finite(state), indent=1))
 
@@ -178,6 +196,8 @@ class Trainer:
 
     def _train_once(self, rng: np.random.Generator) -> tuple[float, float]:
         self.model.train()
+        if isinstance(self.model, BackboneClassifier):
+            self.model.start_epoch(self.epoch)  # the head alone for its first freeze_epochs
         x, y = self.data.x_train, self.data.y_train
         order = rng.permutation(len(y))
         bs = self.hp.batch_size

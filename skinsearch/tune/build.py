@@ -34,6 +34,7 @@ class TunerInputs:
     """What the Tuner is built from, beside the spec and the options."""
 
     refs: dict[tuple[int, int | None], Any]  # (input size, fold) -> the decoded data in Ray
+    weight_refs: dict[str, Any]  # weights source -> the state dict pretrained trials start from
     tracker: SearchTracker
     guard: SpaceGuard | None  # None for a URI storage
     echo: Callable[[str], None]
@@ -54,7 +55,7 @@ def build_tuner(plan: SearchPlan, options: RunOptions, inputs: TunerInputs) -> A
     # a trial that fails deterministically reports its error without metrics (trainable.py)
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     # trials get the fixed values only: the plan's configurations stay on the driver
-    trainable = _trainable(spec, options, inputs.refs, plan.fixed)
+    trainable = _trainable(spec, options, inputs, plan.fixed)
     searcher, param_space, num_samples = search_alg(plan)
     callbacks = _callbacks(plan, options, inputs)
     if options.resume:
@@ -89,7 +90,7 @@ def build_tuner(plan: SearchPlan, options: RunOptions, inputs: TunerInputs) -> A
 def _trainable(
     spec: SearchSpec,
     options: RunOptions,
-    refs: dict[tuple[int, int | None], Any],
+    inputs: TunerInputs,
     fixed: dict[str, Any],
 ) -> Any:
     import ray
@@ -100,7 +101,8 @@ def _trainable(
     context = TrialContext(
         spec.model,
         spec.train,
-        refs,
+        inputs.refs,
+        inputs.weight_refs,
         options.storage.location(f"{options.name}/tensorboard"),
         spec.resources.cpus_per_trial,
         fixed,

@@ -1,6 +1,8 @@
 """What a search feeds its trials, prepared on the driver before any trial starts: the images
 listed and checked, the memory the largest trial needs, the images decoded once per input size
-(and fold), and the decoded arrays put once in Ray's object store for every trial to share."""
+(and fold), the trained weights pretrained trials start from read and checked once, and both put
+once in Ray's object store for every trial to share (a cluster node needs neither the images nor
+the weights package)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from skinsearch.data.decode import fold_splits
 from skinsearch.data.folders import DatasetFiles
 from skinsearch.data.synthetic import synthetic_root
 from skinsearch.errors import DataError, SkinsearchError
+from skinsearch.models import hparams_class
+from skinsearch.models._registry import StateDict, read_weights, weights_source
 from skinsearch.training.footprint import Footprint, largest_trial
 from skinsearch.training.metrics import class_keys
 from skinsearch.tune.cluster import machine_memory, trial_memory_problem
@@ -92,6 +96,47 @@ def put(datasets: dict[Any, Any], images: int, folds: int | None, echo: Echo) ->
         f"{_amount(stored)} in Ray's object store, shared by all trials"
     )
     return refs
+
+
+def read_start_weights(plan: SearchPlan) -> dict[str, StateDict]:
+    """Weights source -> its checked state dict, for each source the plan's ``pretrained``
+    values ask for (none for a model trained from scratch).
+
+    Raises:
+        SkinsearchError: one line naming the file and what is wrong with it.
+    """
+    model = plan.spec.model
+    domain = plan.domains.get("pretrained")
+    if domain is None:
+        return {}
+    fields, weights = hparams_class(model), {}
+    for value in domain.values:
+        source = weights_source(model, fields.model_validate({"pretrained": value}))
+        if source is not None and source not in weights:
+            try:
+                weights[source] = read_weights(model, source)
+            except ValueError as exc:
+                raise SkinsearchError(f"params.pretrained: {exc}") from None
+    return weights
+
+
+def put_weights(weights: dict[str, StateDict], model: str, echo: Echo) -> dict[str, Any]:
+    """Each weights source's state dict into Ray's object store, once, for every trial."""
+    import ray
+
+    refs = {source: ray.put(dict(w)) for source, w in weights.items()}
+    for source, w in weights.items():
+        count = sum(t.numel() for t in w.values())
+        nbytes = sum(t.numel() * t.element_size() for t in w.values())
+        echo(
+            f"weights: {model} from {_named(source)} ({count / 1e6:.2f} M backbone parameters) read "
+            f"once; {_amount(nbytes)} in Ray's object store, shared by all trials"
+        )
+    return refs
+
+
+def _named(source: str) -> str:
+    return "its packaged ImageNet weights" if source == "imagenet" else source
 
 
 def _amount(nbytes: int) -> str:

@@ -22,6 +22,7 @@ from skinsearch.config.hparams import HParams
 from skinsearch.config.plan import decode
 from skinsearch.config.spec import TrainSpec
 from skinsearch.models import hparams_class
+from skinsearch.models._registry import weights_source
 from skinsearch.tracking.board import TrialBoard
 from skinsearch.training.trainer import Trainer
 
@@ -33,6 +34,7 @@ class TrialContext:
     model: str
     train: TrainSpec
     data_refs: dict[tuple[int, int | None], Any]  # (input size, fold) -> ObjectRef of DecodedData
+    weight_refs: dict[str, Any]  # weights source -> ObjectRef of the state dict to start from
     tensorboard_dir: str  # an absolute folder or a URI; one sub-folder per trial
     cpus_per_trial: float
     fixed: dict[str, Any]  # hyperparameters with one value in the whole search
@@ -45,8 +47,7 @@ def run_trial(config: dict[str, Any], *, context: TrialContext) -> None:
     hp = hparams_class(context.model).model_validate({**context.fixed, **values})
     torch.set_num_threads(max(1, math.floor(context.cpus_per_trial)))
     data = ray.get(context.data_refs[(hp.input_size, fold)])
-    device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
-    trainer = Trainer(context.model, hp, context.train, data, device=device)
+    trainer = _trainer(context, hp, data)
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
@@ -98,6 +99,14 @@ def run_trial(config: dict[str, Any], *, context: TrialContext) -> None:
                 return
     finally:
         board.close()
+
+
+def _trainer(context: TrialContext, hp: HParams, data: Any) -> Trainer:
+    # on the GPU Ray gave the trial, from the weights the driver read once (when pretrained)
+    source = weights_source(context.model, hp)
+    start = ray.get(context.weight_refs[source]) if source is not None else None
+    device = "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+    return Trainer(context.model, hp, context.train, data, device=device, start=start)
 
 
 DETERMINISTIC_FAILURES = (FloatingPointError, torch.cuda.OutOfMemoryError)

@@ -31,7 +31,14 @@ from skinsearch.tracking.client import check_tracking_uri, default_tracking_uri
 from skinsearch.tracking.runs import SearchTracker
 from skinsearch.tune.build import TunerInputs, build_tuner
 from skinsearch.tune.cluster import check_address, check_dashboard_host, start_ray
-from skinsearch.tune.inputs import decode, largest_trial_of, put, scan
+from skinsearch.tune.inputs import (
+    decode,
+    largest_trial_of,
+    put,
+    put_weights,
+    read_start_weights,
+    scan,
+)
 
 Echo = Callable[[str], None]
 
@@ -121,8 +128,9 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
         tracking_uri,
         str(options.storage),
     )
-    # unreadable data fails here, before Ray starts
+    # unreadable data or weights fail here, before Ray starts
     datasets = decode(plan, files, options.folds)
+    weights = read_start_weights(plan)
     sigterm_before = signal.getsignal(signal.SIGTERM)
     with signals_held() as held:  # a KeyboardInterrupt inside ray.init can be lost there
         start_ray(
@@ -136,9 +144,10 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
             outcome.signal = held[0]
             raise KeyboardInterrupt
         refs = put(datasets, len(files.train) + len(files.val), options.folds, echo)
-        del datasets  # the object store holds the one copy
+        weight_refs = put_weights(weights, spec.model, echo)
+        del datasets, weights  # the object store holds the one copy
         _open_search(plan, options, tracker, files)
-        _fit(plan, options, TunerInputs(refs, tracker, guard, echo))
+        _fit(plan, options, TunerInputs(refs, weight_refs, tracker, guard, echo))
         # Tune returns normally after a Ctrl-C (and marks the trials it stopped TERMINATED):
         # trials that never started or never ended are what tells an interrupted search
         outcome.interrupted = len(tracker.trials) < plan.trials or any(
