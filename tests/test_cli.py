@@ -28,6 +28,10 @@ def invoke(*args: str) -> tuple[int, str]:
             "cnn_plus.yaml",
             "then confirm: the top 3 by val_balanced_acc retrained over 3 seeds each (9 runs)",
         ),
+        (
+            "pretrained.yaml",
+            "then confirm: the top 1 by val_balanced_acc retrained over 3 seeds each (3 runs)",
+        ),
         # the pilots docs/RESULTS.md reports
         ("../docs/experiments/cnn_plus_winner_no_patience.yaml", "1 trial"),
         ("../docs/experiments/cnn_plus_winner_96px_bf16.yaml", "3 trials"),

@@ -170,3 +170,60 @@ def test_imagenet_features_separate_real_lesions_better_than_random_ones() -> No
         probe = LogisticRegression(max_iter=2000).fit(features(x_train), y_train)
         scores[pretrained] = balanced_accuracy_score(y_val, probe.predict(features(x_val)))
     assert scores[True] > scores[False] + 0.15, scores
+
+
+SEARCH = """
+name: tuned
+model: efficientnet_lite0
+data: {{path: {data}}}
+train: {{max_epochs: 1, metric: val_balanced_acc}}
+search: {{sampler: grid}}
+resources: {{cpus_per_trial: 1}}
+params:
+  input_size: 64
+  batch_size: 16
+  lr: 0.001
+  freeze_epochs: 0
+  backbone_lr_mult: {{grid: [0.1, 1.0]}}
+"""
+
+
+@pytest.mark.slow
+def test_a_pretrained_search_exports_a_bundle_that_predicts_what_its_weights_say(
+    tiny_images: Path, tmp_path: Path
+) -> None:
+    # a real search on a local Ray instance, then best --export and predict on its bundle
+    import json
+
+    from skinsearch.results.predict import predict
+    from tests.conftest import cli
+
+    space = tmp_path / "tuned.yaml"
+    space.write_text(SEARCH.format(data=tiny_images))
+    storage, bundle = tmp_path / "results", tmp_path / "bundle"
+    run = cli(["run", str(space), "--storage", str(storage), "--cpus", "2"])
+    assert "weights: efficientnet_lite0 from its packaged ImageNet weights" in run.output
+    cli(["best", "--storage", str(storage), "--export", str(bundle)])
+    preprocessing = json.loads((bundle / "preprocessing.json").read_text())
+    assert preprocessing["mean"] == [127 / 255] * 3 and preprocessing["std"] == [128 / 255] * 3
+
+    images = sorted((tiny_images / "val" / "small_pink").iterdir())[:4]
+    predicted = predict(bundle, images)
+    # the same probabilities from the bundle's state dict, rebuilt and normalised by hand
+    import yaml
+
+    from skinsearch.data import load_image
+
+    hparams = yaml.safe_load((bundle / "config.yaml").read_text())["hparams"]
+    hp = hparams_class("efficientnet_lite0").model_validate(hparams)
+    model = build_model("efficientnet_lite0", hp, 64, 3)
+    model.load_state_dict(torch.load(bundle / "model_state.pt", weights_only=True))
+    batch = torch.from_numpy(np.stack([load_image(i, [64])[0] for i in images]))
+    x = (batch.permute(0, 3, 1, 2).float() / 255 - 127 / 255) / (128 / 255)
+    with torch.inference_mode():
+        expected = torch.softmax(model.eval()(x), dim=1).numpy()
+        scripted = torch.jit.load(str(bundle / "model_torchscript.pt"))
+        from_script = torch.softmax(scripted(x), dim=1).numpy()
+    got = np.array([list(p.probabilities.values()) for p in predicted])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    np.testing.assert_allclose(from_script, expected, atol=1e-5)
