@@ -361,13 +361,43 @@ def best(
 @main.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--csv",
+    "csv_file",
+    type=click.Path(path_type=Path),
+    help="Also write every class's probability per image to this new CSV file.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Images decoded and classified at a time.",
+)
 @user_errors
-def predict(bundle: Path, images: tuple[Path, ...]) -> None:
-    """Classify IMAGES with an exported BUNDLE: the class and its probability for each."""
+def predict(bundle: Path, images: tuple[Path, ...], csv_file: Path | None, batch_size: int) -> None:
+    """Classify IMAGES (files, or folders searched recursively) with an exported BUNDLE: the
+    class and its probability for each, as each batch is done."""
+    from skinsearch._files import write_atomic
     from skinsearch.results.predict import predict as run_predict
+    from skinsearch.results.predict import predictions_csv
 
-    for p in run_predict(bundle, list(images)):
+    if csv_file is not None:
+        csv_file = csv_file.expanduser().resolve()
+        if csv_file.exists() or not csv_file.parent.is_dir():
+            problem = "exists" if csv_file.exists() else "is in a folder that does not exist"
+            raise SkinsearchError(
+                f"--csv: {csv_file} {problem}; give the name of a new file in an existing folder"
+            )
+    rows = []
+    for p in run_predict(bundle, list(images), batch_size):
         click.echo(f"{p.image}\t{p.label}\t{p.probability:.3f}")
+        if csv_file is not None:
+            rows.append(p)
+    if csv_file is not None:
+        names = list(rows[0].probabilities) if rows else []
+        write_atomic(csv_file, predictions_csv(rows, names))  # whole, or not there at all
+        click.echo(f"probabilities of {len(rows)} images written to {csv_file}", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

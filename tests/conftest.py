@@ -52,6 +52,30 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["SKINSEARCH_CACHE"] = str(tmp_path_factory.mktemp("cache"))
 
 
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    """A real, valid bundle of a small MLP (3 classes, 16 px)."""
+    import json
+
+    import torch
+    import yaml
+
+    from skinsearch.config.hparams import HParams
+    from skinsearch.models import build_model
+
+    hp = HParams(hidden_sizes=[16], input_size=16, seed=0)
+    model = build_model("mlp", hp, 16, 3)
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    torch.save(model.state_dict(), folder / "model_state.pt")
+    config = {"model": "mlp", "hparams": hp.model_dump(mode="json"), "class_names": list("abc")}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    (folder / "classes.json").write_text(json.dumps(list("abc")))
+    prep = {"resize": [16, 16], "mean": [0.5] * 3, "std": [0.25] * 3}
+    (folder / "preprocessing.json").write_text(json.dumps(prep))
+    return folder
+
+
 def spawn_skinsearch(*args: str, output: bool = True) -> subprocess.Popen[str]:
     """``python -m skinsearch ARGS`` in its own process group (so a test can Ctrl-C or kill it
     and everything it started), with its output on a pipe unless ``output`` is False."""

@@ -313,25 +313,6 @@ def test_a_long_wrong_value_is_quoted_short(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def bundle(tmp_path: Path) -> Path:
-    """A real, valid bundle of a small MLP (3 classes, 16 px)."""
-    from skinsearch.config.hparams import HParams
-    from skinsearch.models import build_model
-
-    hp = HParams(hidden_sizes=[16], input_size=16, seed=0)
-    model = build_model("mlp", hp, 16, 3)
-    folder = tmp_path / "bundle"
-    folder.mkdir()
-    torch.save(model.state_dict(), folder / "model_state.pt")
-    config = {"model": "mlp", "hparams": hp.model_dump(mode="json"), "class_names": list("abc")}
-    (folder / "config.yaml").write_text(yaml.safe_dump(config))
-    (folder / "classes.json").write_text(json.dumps(list("abc")))
-    prep = {"resize": [16, 16], "mean": [0.5] * 3, "std": [0.25] * 3}
-    (folder / "preprocessing.json").write_text(json.dumps(prep))
-    return folder
-
-
-@pytest.fixture
 def image(tmp_path: Path) -> Path:
     path = tmp_path / "lesion.png"
     Image.fromarray(np.full((20, 20, 3), 120, np.uint8)).save(path)

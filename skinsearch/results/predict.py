@@ -9,6 +9,7 @@ import json
 import math
 import pickle
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -202,19 +203,50 @@ class Prediction:
     probabilities: dict[str, float]
 
 
-def predict(bundle: Path, images: list[Path]) -> list[Prediction]:
-    """Classify images with an exported bundle (checked by ``load_bundle``).
+#: images decoded and classified together: memory stays flat however many images are given
+PREDICT_BATCH = 64
+
+
+def image_files(paths: list[Path]) -> list[Path]:
+    """The images to classify: each file as given, each folder's images (recursively, sorted,
+    hidden files skipped).
 
     Raises:
-        ResultsError: for a folder that is not a usable bundle or a file that is not a readable
-            image.
+        ResultsError: for a folder with no images in it.
     """
-    import torch
-    from PIL import Image
+    from skinsearch.data.folders import IMAGE_SUFFIXES
 
-    from skinsearch.data import load_image
-    from skinsearch.training.trainer import tta_proba
+    files: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found = sorted(
+            p
+            for p in path.rglob("*")
+            if p.suffix.lower() in IMAGE_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            and p.is_file()
+        )
+        if not found:
+            raise ResultsError(
+                f"{path}: a folder with no images in it ({', '.join(IMAGE_SUFFIXES)}, searched "
+                "recursively)"
+            )
+        files.extend(found)
+    return files
 
+
+def predict(
+    bundle: Path, images: list[Path], batch_size: int = PREDICT_BATCH
+) -> Iterator[Prediction]:
+    """Classify images (files or folders: ``image_files``) with an exported bundle (checked
+    by ``load_bundle`` before this returns), ``batch_size`` images at a time, in order.
+
+    Raises:
+        ResultsError: for a folder that is not a usable bundle or holds no images; while
+            iterating, for a file that is not a readable image.
+    """
     checked = load_bundle(bundle)
     if builtin := checked.config.builtin_data:
         warnings.warn(
@@ -223,9 +255,34 @@ def predict(bundle: Path, images: list[Path]) -> list[Prediction]:
             "skin; train on your own images with --data DIR",
             stacklevel=2,
         )
+    files = image_files(images)
+    return _predictions(checked, files, batch_size)
+
+
+def _predictions(checked: Bundle, files: list[Path], batch_size: int) -> Iterator[Prediction]:
+    for start in range(0, len(files), batch_size):
+        batch = files[start : start + batch_size]
+        probs = _probabilities(checked, batch)
+        names = checked.config.class_names
+        for img, p in zip(batch, probs, strict=True):
+            yield Prediction(
+                str(img),
+                names[int(p.argmax())],
+                float(p.max()),
+                dict(zip(names, map(float, p), strict=True)),
+            )
+
+
+def _probabilities(checked: Bundle, files: list[Path]) -> np.ndarray:
+    import torch
+    from PIL import Image
+
+    from skinsearch.data import load_image
+    from skinsearch.training.trainer import tta_proba
+
     prep = checked.preprocessing
     arrays = []
-    for image in images:
+    for image in files:
         try:
             arrays.append(load_image(image, [prep.resize[0]], prep.colour_constancy)[0])
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
@@ -241,14 +298,18 @@ def predict(bundle: Path, images: list[Path]) -> list[Prediction]:
     mean = torch.tensor(prep.mean).view(1, 3, 1, 1)
     std = torch.tensor(prep.std).view(1, 3, 1, 1)
     with torch.inference_mode():
-        probs = tta_proba(checked.model, (batch - mean) / std, checked.config.tta).numpy()
-    names = checked.config.class_names
-    return [
-        Prediction(
-            str(img),
-            names[int(p.argmax())],
-            float(p.max()),
-            dict(zip(names, map(float, p), strict=True)),
-        )
-        for img, p in zip(images, probs, strict=True)
-    ]
+        return tta_proba(checked.model, (batch - mean) / std, checked.config.tta).numpy()
+
+
+def predictions_csv(rows: list[Prediction], class_names: list[str]) -> str:
+    """``--csv``: one row per image with its top class and every class's probability."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["image", "label", "probability", *class_names])
+    for p in rows:
+        probabilities = (f"{p.probabilities[c]:.6f}" for c in class_names)
+        writer.writerow([p.image, p.label, f"{p.probability:.6f}", *probabilities])
+    return out.getvalue()
