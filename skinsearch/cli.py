@@ -378,25 +378,16 @@ def best(
 def predict(bundle: Path, images: tuple[Path, ...], csv_file: Path | None, batch_size: int) -> None:
     """Classify IMAGES (files, or folders searched recursively) with an exported BUNDLE: the
     class and its probability for each, as each batch is done."""
-    from skinsearch._files import write_atomic
+    from skinsearch.results.predict import new_csv_file, write_predictions_csv
     from skinsearch.results.predict import predict as run_predict
-    from skinsearch.results.predict import predictions_csv
 
-    if csv_file is not None:
-        csv_file = csv_file.expanduser().resolve()
-        if csv_file.exists() or not csv_file.parent.is_dir():
-            problem = "exists" if csv_file.exists() else "is in a folder that does not exist"
-            raise SkinsearchError(
-                f"--csv: {csv_file} {problem}; give the name of a new file in an existing folder"
-            )
+    csv_file = new_csv_file(csv_file) if csv_file is not None else None
     rows = []
     for p in run_predict(bundle, list(images), batch_size):
         click.echo(f"{p.image}\t{p.label}\t{p.probability:.3f}")
-        if csv_file is not None:
-            rows.append(p)
+        rows.append(p)
     if csv_file is not None:
-        names = list(rows[0].probabilities) if rows else []
-        write_atomic(csv_file, predictions_csv(rows, names))  # whole, or not there at all
+        write_predictions_csv(csv_file, rows)  # whole, or not there at all
         click.echo(f"probabilities of {len(rows)} images written to {csv_file}", err=True)
 
 

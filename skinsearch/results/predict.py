@@ -313,3 +313,21 @@ def predictions_csv(rows: list[Prediction], class_names: list[str]) -> str:
         probabilities = (f"{p.probabilities[c]:.6f}" for c in class_names)
         writer.writerow([p.image, p.label, f"{p.probability:.6f}", *probabilities])
     return out.getvalue()
+
+
+def new_csv_file(path: Path) -> Path:
+    """``--csv`` names a new file in an existing folder: a user's file is never overwritten."""
+    path = path.expanduser().resolve()
+    if path.exists() or not path.parent.is_dir():
+        problem = "exists" if path.exists() else "is in a folder that does not exist"
+        raise ResultsError(
+            f"--csv: {path} {problem}; give the name of a new file in an existing folder"
+        )
+    return path
+
+
+def write_predictions_csv(path: Path, rows: list[Prediction]) -> None:
+    """The whole table under a temporary name, then renamed: never a half-written CSV."""
+    from skinsearch._files import write_atomic
+
+    write_atomic(path, predictions_csv(rows, list(rows[0].probabilities) if rows else []))
