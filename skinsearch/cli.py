@@ -48,12 +48,14 @@ def validate(file: Path) -> None:
     from skinsearch.config import space
     from skinsearch.config.plan import SearchPlan
     from skinsearch.config.spec import load_spec
+    from skinsearch.data.tables import split_lines
     from skinsearch.results.summary import plan_lines
 
     spec = load_spec(file)
     space.check_space(spec, str(file))
     click.echo(f"{file}: valid")
-    for line in plan_lines(SearchPlan.compile(spec)):
+    split = split_lines(spec.data.resolved(), spec.search.seed)  # a table's: read in a moment
+    for line in [*plan_lines(SearchPlan.compile(spec)), *split]:
         click.echo(line)
 
 

@@ -25,6 +25,18 @@ from skinsearch.models._registry import missing_requirement
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_DATASETS = ("synthetic",)
+TABLE_SUFFIXES = (".csv", ".tsv")  # a data.path ending so is a labels table
+TABLE_KEYS = (
+    "images",
+    "image_column",
+    "label_column",
+    "label_columns",
+    "classes",
+    "class_map",
+    "group_column",
+    "split_column",
+    "test_fraction",
+)
 METRICS = (
     "val_acc",
     "val_balanced_acc",
@@ -48,6 +60,49 @@ class DataSpec(BaseModel):
     # per-image colour correction when images are decoded (and by `predict`): "shades_of_gray"
     # evens out the colour casts of different cameras and lights; "none" keeps the pixels
     colour_constancy: Literal["none", "shades_of_gray"] = "none"
+    # a labels table (CSV or TSV) instead of class folders: see skinsearch/data/tables.py
+    labels: str | None = None
+    images: str | None = None  # the table's images (default: the table's folder, recursively)
+    image_column: str | None = None  # default: the first of image_id, image, image_name, ...
+    label_column: str | None = None  # default: the first of dx, label, diagnosis, class
+    label_columns: list[str] | None = Field(None, min_length=2)  # one-hot label columns
+    classes: list[str] | None = Field(None, min_length=2)  # the classes, in this order
+    class_map: dict[str, str | None] | None = None  # label -> class (null: leave it out)
+    group_column: str | None = None  # lesion_id, patient_id: no group in two splits
+    split_column: str | None = None  # a train/val/test column used as it is
+    test_fraction: float | None = Field(None, gt=0.0, lt=1.0)  # held out, never searched on
+
+    @model_validator(mode="before")
+    @classmethod
+    def _table_as_path(cls, data: Any) -> Any:
+        # data.path (or --data) naming a CSV/TSV file is that labels table
+        path = data.get("path") if isinstance(data, dict) else None
+        is_table = isinstance(path, str) and path.lower().endswith(TABLE_SUFFIXES)
+        if is_table and data.get("labels") is None:
+            data = {key: value for key, value in data.items() if key != "path"}
+            data["labels"] = path
+        return data
+
+    @model_validator(mode="after")
+    def _table_keys_need_a_table(self) -> DataSpec:
+        if self.labels is None:
+            # a file may hold a table's keys and take the table from --data; not with a folder
+            given = self.table_key_given
+            if given and self.builtin is None:
+                raise ValueError(self.table_key_problem)
+            return self
+        if self.path != DataSpec.model_fields["path"].default:
+            raise ValueError(
+                "give data.labels (a table, with data.images for its folder) or data.path "
+                "(class folders), not both"
+            )
+        if self.label_column is not None and self.label_columns is not None:
+            raise ValueError("give label_column (one column) or label_columns (one-hot), not both")
+        if self.split_column is not None:
+            clash = "val_fraction" if self.val_fraction is not None else "test_fraction"
+            if getattr(self, clash) is not None:
+                raise ValueError(f"split_column gives the split: remove {clash} (or split_column)")
+        return self
 
     @field_validator("path")
     @classmethod
@@ -58,6 +113,27 @@ class DataSpec(BaseModel):
         return path
 
     @property
+    def table_key_given(self) -> str | None:
+        """The first key of a labels table set, if any (they apply only with ``labels``)."""
+        return next((k for k in TABLE_KEYS if getattr(self, k) is not None), None)
+
+    @property
+    def table_key_problem(self) -> str:
+        """What to say when a table's key is given without a table."""
+        return (
+            f"{self.table_key_given} applies to a labels table: give data.labels (a CSV or TSV "
+            "file, or --data FILE.csv)"
+        )
+
+    @property
+    def source(self) -> str:
+        """Where the images come from, in words: the labels table (and its images' folder), a
+        folder or a built-in data set."""
+        if self.labels is None:
+            return self.path
+        return self.labels + ("" if self.images is None else f" (images in {self.images})")
+
+    @property
     def builtin(self) -> str | None:
         """The built-in data set's name, or None for a folder."""
         return self.path[len(BUILTIN_PREFIX) :] if self.path.startswith(BUILTIN_PREFIX) else None
@@ -65,9 +141,17 @@ class DataSpec(BaseModel):
     def resolved(self) -> DataSpec:
         """This spec with a folder's path made absolute, as ``search.yaml`` records it: trials
         run in other working folders, and ``best --confirm`` or ``--resume`` may run elsewhere."""
+
+        def absolute(path: str | None) -> str | None:
+            return None if path is None else str(Path(path).expanduser().resolve())
+
+        if self.labels is not None:
+            return self.model_copy(
+                update={"labels": absolute(self.labels), "images": absolute(self.images)}
+            )
         if self.builtin is not None:
             return self
-        return self.model_copy(update={"path": str(Path(self.path).expanduser().resolve())})
+        return self.model_copy(update={"path": absolute(self.path)})
 
 
 class TrainSpec(BaseModel):
@@ -292,7 +376,12 @@ def with_overrides(spec: SearchSpec, data_path: str | None, max_epochs: int | No
 
     if data_path is not None:
         try:
-            data = spec.data.model_validate({**spec.data.model_dump(), "path": data_path})
+            # --data replaces the file's data source: a folder, builtin:NAME, or a labels table
+            source: dict[str, Any] = {"path": data_path, "labels": None, "images": None}
+            if data_path.lower().endswith(TABLE_SUFFIXES):
+                source = {"path": DataSpec.model_fields["path"].default, "labels": data_path}
+                source["images"] = None
+            data = spec.data.model_validate({**spec.data.model_dump(), **source})
         except ValidationError as exc:
             raise SkinsearchError(f"--data: {exc.errors()[0]['ctx']['error']}") from None
         spec = spec.model_copy(update={"data": data})

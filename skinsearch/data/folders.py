@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +17,25 @@ VAL_FOLDERS = ("val", "valid", "validation")  # the names people give a split's 
 
 @dataclass(frozen=True)
 class DatasetFiles:
-    """The image files of a data set, split into train and val, with integer labels."""
+    """The image files of a data set, split into train, val and a held-out test (listed only:
+    a search never decodes it), with integer labels and, for a grouped table, each image's
+    group."""
 
     root: Path
     class_names: list[str]
     train: list[tuple[Path, int]]
     val: list[tuple[Path, int]]
     split: str  # how val was chosen, for the log
+    test: list[tuple[Path, int]] = field(default_factory=list)
+    groups: dict[Path, str] = field(default_factory=dict)
+
+    def split_rows(self) -> list[tuple[str, str, str, str]]:
+        """``split.csv``'s rows: image, label, group (empty without one) and split."""
+        return [
+            (str(path), self.class_names[label], self.groups.get(path, ""), name)
+            for name, items in (("train", self.train), ("val", self.val), ("test", self.test))
+            for path, label in items
+        ]
 
 
 def scan_dataset(

@@ -26,7 +26,7 @@ def plan_lines(plan: SearchPlan) -> list[str]:
     )
     n = plan.space_trials
     lines = [
-        f"name: {spec.name}   model: {spec.model}   data: {spec.data.path}"
+        f"name: {spec.name}   model: {spec.model}   data: {spec.data.source}"
         + ("" if spec.data.colour_constancy == "none" else f" ({spec.data.colour_constancy})"),
         f"train: up to {t.max_epochs} epochs, "
         + ("no early stopping" if t.patience is None else f"patience {t.patience}")

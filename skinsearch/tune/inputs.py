@@ -11,12 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from skinsearch._files import write_atomic
 from skinsearch.config.plan import SearchPlan
 from skinsearch.config.spec import SearchSpec
 from skinsearch.data import decode_dataset, scan_dataset
 from skinsearch.data.decode import fold_splits
 from skinsearch.data.folders import DatasetFiles
 from skinsearch.data.synthetic import synthetic_root
+from skinsearch.data.tables import scan_table
 from skinsearch.errors import DataError, SkinsearchError
 from skinsearch.models import hparams_class
 from skinsearch.models._registry import StateDict, read_weights, weights_source
@@ -30,14 +32,40 @@ Echo = Callable[[str], None]
 def scan(plan: SearchPlan, echo: Echo) -> DatasetFiles:
     """The search's images, listed and split (none decoded yet), with what they are in a line."""
     spec = plan.spec
-    files = scan_dataset(_data_root(spec), spec.data.val_fraction, spec.search.seed)
+    if spec.data.labels is not None:
+        files = scan_table(spec.data, spec.search.seed)
+        source = f"{spec.data.labels} over {files.root}"
+    else:
+        if spec.data.table_key_given:
+            raise DataError(f"data.{spec.data.table_key_problem}")
+        files = scan_dataset(_data_root(spec), spec.data.val_fraction, spec.search.seed)
+        source = str(files.root)
     _check_metric(spec, files.class_names)
+    test = f" / {len(files.test)} test" if files.test else ""
+    split = "split" if spec.data.labels is not None else "val"
+    held = "; no search reads the test images" if files.test else ""
     echo(
-        f"data: {files.root} ({len(files.class_names)} classes, {len(files.train)} train / "
-        f"{len(files.val)} val images; val: {files.split})"
+        f"data: {source} ({len(files.class_names)} classes, {len(files.train)} train / "
+        f"{len(files.val)} val{test} images; {split}: {files.split}{held})"
     )
     _note_large_batches(plan, len(files.train), echo)
     return files
+
+
+def write_split(folder: Path, files: DatasetFiles) -> Path:
+    """``<search>/split.csv``: every image with its label, group and split (train, val, test),
+    written once when a search starts, so that anyone can check that no image or group is in
+    two splits."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["image", "label", "group", "split"])
+    writer.writerows(files.split_rows())
+    path = folder / "split.csv"
+    write_atomic(path, out.getvalue())
+    return path
 
 
 def largest_trial_of(

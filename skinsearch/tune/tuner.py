@@ -38,6 +38,7 @@ from skinsearch.tune.inputs import (
     put_weights,
     read_start_weights,
     scan,
+    write_split,
 )
 
 Echo = Callable[[str], None]
@@ -188,6 +189,7 @@ def _open_search(
         options.confirms,
     )
     options.storage.push(search_file)
+    options.storage.push(write_split(experiment_dir, files))
     tracker.start_search(
         _search_params(spec, options, files.root, planned),
         tags={"skinsearch.experiment_dir": options.storage.location(options.name)},
