@@ -1,4 +1,4 @@
-"""The ``skinsearch`` command: validate, run, best, predict.
+"""The ``skinsearch`` command: validate, run, report, best (and predict, evaluate: _cli_bundle).
 
 Commands parse options, call library code, and print. A ``SkinsearchError`` becomes one
 ``Error: ...`` line per problem on stderr with exit code 2; anything else is a bug and keeps
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import click
 
 from skinsearch import __version__
+from skinsearch._cli_bundle import evaluate, predict
 from skinsearch._cli_support import DEFAULT_STORAGE, format_warning, search_options, user_errors
 from skinsearch.errors import Interrupted, SkinsearchError
 
@@ -360,37 +361,8 @@ def best(
     show_best(search, metric, mode, mlflow_uri, export_dir, force, echo=click.echo)
 
 
-@main.command()
-@click.argument("bundle", type=click.Path(path_type=Path))
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--csv",
-    "csv_file",
-    type=click.Path(path_type=Path),
-    help="Also write every class's probability per image to this new CSV file.",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=64,
-    show_default=True,
-    help="Images decoded and classified at a time.",
-)
-@user_errors
-def predict(bundle: Path, images: tuple[Path, ...], csv_file: Path | None, batch_size: int) -> None:
-    """Classify IMAGES (files, or folders searched recursively) with an exported BUNDLE: the
-    class and its probability for each, as each batch is done."""
-    from skinsearch.results.predict import new_csv_file, write_predictions_csv
-    from skinsearch.results.predict import predict as run_predict
-
-    csv_file = new_csv_file(csv_file) if csv_file is not None else None
-    rows = []
-    for p in run_predict(bundle, list(images), batch_size):
-        click.echo(f"{p.image}\t{p.label}\t{p.probability:.3f}")
-        rows.append(p)
-    if csv_file is not None:
-        write_predictions_csv(csv_file, rows)  # whole, or not there at all
-        click.echo(f"probabilities of {len(rows)} images written to {csv_file}", err=True)
+main.add_command(predict)
+main.add_command(evaluate)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,6 +8,7 @@ shared data), so that every test runs either way."""
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -386,6 +387,21 @@ def test_a_search_on_a_ham10000_table_writes_its_split_and_never_decodes_the_tes
         splits_of.setdefault(r["group"], set()).add(r["split"])
     assert all(len(s) == 1 for s in splits_of.values())
 
+    # the winner is scored once on the test split at export, and evaluate gives the same table
+    bundle = tmp_path / "bundle"
+    exported = cli(
+        ["best", "--storage", str(storage), "--metric", "val_acc", "--export", str(bundle)]
+    )
+    test = json.loads((bundle / "test_metrics.json").read_text())
+    assert test["images"] == n_test and test["data"].endswith("split.csv")
+    assert (bundle / "split.csv").read_text() == (storage / "ham" / "split.csv").read_text()
+    assert f"held-out test ({n_test} images, never searched on): acc " in exported.output
+    evaluated = cli(["evaluate", str(bundle), "--positive", "mel"])
+    lines = evaluated.output.splitlines()
+    assert lines[0] == f"{n_test} images: the held-out test split of {bundle / 'split.csv'}"
+    assert lines[1].startswith(f"  acc           {test['metrics']['acc']:.3f}   (95% CI ")
+    assert "  mel: sensitivity at 95% specificity " in evaluated.output
+
 
 def test_a_tables_key_without_a_table_is_one_line_at_run(tmp_path: Path) -> None:
     from tests.test_bad_input import one_line_error
@@ -429,3 +445,10 @@ def test_validate_prints_the_table_and_its_split_per_class_without_ray(
         row = [name, *(str(counts[s][i]) for s in ("train", "val", "test"))]
         assert lines[start + 2 + i].split() == row
     assert lines[start + 2 + len(HAM_CLASSES)].split()[0] == "total"
+
+
+def test_the_spec_and_the_reader_agree_on_what_a_table_is() -> None:
+    from skinsearch.config import spec
+    from skinsearch.data import tables
+
+    assert spec.TABLE_SUFFIXES == tables.TABLE_SUFFIXES

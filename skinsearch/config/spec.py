@@ -25,7 +25,8 @@ from skinsearch.models._registry import missing_requirement
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_DATASETS = ("synthetic",)
-TABLE_SUFFIXES = (".csv", ".tsv")  # a data.path ending so is a labels table
+# a data.path ending so is a labels table (data.tables.TABLE_SUFFIXES: config is above data)
+TABLE_SUFFIXES = (".csv", ".tsv")
 TABLE_KEYS = (
     "images",
     "image_column",

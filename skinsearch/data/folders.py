@@ -12,6 +12,7 @@ from skinsearch.errors import DataError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 DEFAULT_VAL_FRACTION = 0.2
 TRAIN_FOLDER = "train"
+TEST_FOLDER = "test"  # held out: listed, never decoded by a search
 VAL_FOLDERS = ("val", "valid", "validation")  # the names people give a split's val folder
 
 
@@ -75,7 +76,9 @@ def scan_dataset(
         index = {name: i for i, name in enumerate(names)}
         train = [(f, index[c]) for c in names for f in train_classes[c]]
         val = [(f, index[c]) for c in sorted(val_classes) for f in val_classes[c]]
-        return DatasetFiles(root, names, train, val, f"train/ and {val_dir.name}/ folders")
+        test = _test_folder(root, index)
+        how = f"train/ and {val_dir.name}/ folders" + (", test/ held out" if test else "")
+        return DatasetFiles(root, names, train, val, how, test)
     classes = _class_files(root)
     small = [c for c, files in sorted(classes.items()) if len(files) < 2]
     if small:
@@ -89,6 +92,20 @@ def scan_dataset(
     return DatasetFiles(
         root, names, train, val, f"{fraction:g} of each class held out (seed {seed})"
     )
+
+
+def _test_folder(root: Path, index: dict[str, int]) -> list[tuple[Path, int]]:
+    """A split data set's ``test/`` class folders (held out: no search reads them), if any."""
+    if not (root / TEST_FOLDER).is_dir():
+        return []
+    classes = _class_files(root / TEST_FOLDER, need_two=False)
+    extra = sorted(set(classes) - set(index))
+    if extra:
+        raise DataError(
+            f"data: {root / TEST_FOLDER} has classes that train/ lacks: {', '.join(extra)} "
+            "(add them to train/ or remove them from test/)"
+        )
+    return [(f, index[c]) for c in sorted(classes) for f in classes[c]]
 
 
 def _split_folders(root: Path) -> tuple[Path, Path] | None:
@@ -116,6 +133,15 @@ def _split_folders(root: Path) -> tuple[Path, Path] | None:
             f"data: {root} has {vals[0].name}/ but no train/; add train/ with the class folders"
         )
     return None
+
+
+def class_folder_files(folder: Path) -> dict[str, list[Path]]:
+    """Each class folder's images (one class is enough: this is for evaluation, not training).
+
+    Raises:
+        DataError: for a folder without class folders or a class folder without images.
+    """
+    return _class_files(folder, need_two=False)
 
 
 def _class_files(folder: Path, need_two: bool = True) -> dict[str, list[Path]]:

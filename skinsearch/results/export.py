@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from skinsearch.results.select import BestTrial
 
 BUNDLE_FILES = ("config.yaml", "model_state.pt")  # what makes a folder a bundle
+SPLIT_FILE = "split.csv"  # the search's split, copied into its bundles
+TEST_METRICS_FILE = "test_metrics.json"  # the bundle's figures on that split's test images
 #: every file an export writes; ``--force`` replaces a folder that holds these and nothing else
 BUNDLE_CONTENTS = frozenset(
     {
@@ -38,6 +40,8 @@ BUNDLE_CONTENTS = frozenset(
         "confusion_matrix.png",
         "classification_report.txt",
         "classification_report.json",
+        SPLIT_FILE,
+        TEST_METRICS_FILE,
     }
 )
 #: files that mark a folder as a results storage or a search: never exported into
@@ -161,6 +165,38 @@ def _write_bundle(
     (folder / "classes.json").write_text(json.dumps(state.class_names, indent=1))
     (folder / "preprocessing.json").write_text(json.dumps(state.preprocessing, indent=1))
     write_evaluation(folder, state, f"{best.score.trial_id}, epoch {state.epoch}")
+    _evaluate_on_test(folder, checkpoint.parents[1])
+
+
+def _evaluate_on_test(folder: Path, search_dir: Path) -> None:
+    # The search's split goes with the bundle; a held-out test split is scored once, here,
+    # after the model was chosen (nothing that chose it read those images)
+    from skinsearch.results.evaluate import evaluate_bundle, has_test_rows
+
+    split = search_dir / SPLIT_FILE
+    if not split.is_file():  # a folder data set without test/, or a search from before splits
+        return
+    shutil.copyfile(split, folder / SPLIT_FILE)
+    if has_test_rows(split):
+        record = evaluate_bundle(folder).record
+        record.pop("bundle")  # the temporary folder it was written in
+        (folder / TEST_METRICS_FILE).write_text(json.dumps(record, indent=1))
+
+
+def exported_lines(bundle: Path) -> list[str]:
+    """What to say after an export: where it went and, with a test split, its test figures."""
+    lines = [f"exported to {bundle}   (try: skinsearch predict {bundle} IMAGE...)"]
+    test = bundle / TEST_METRICS_FILE
+    if test.is_file():
+        record = json.loads(test.read_text())
+        shown = "   ".join(
+            f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in record["metrics"].items()
+        )
+        lines.append(
+            f"held-out test ({record['images']} images, never searched on): {shown}   "
+            f"(skinsearch evaluate {bundle} for the full table)"
+        )
+    return lines
 
 
 def _swap_in(partial: Path, export_dir: Path) -> None:
