@@ -401,6 +401,13 @@ def test_a_search_on_a_ham10000_table_writes_its_split_and_never_decodes_the_tes
     assert lines[0] == f"{n_test} images: the held-out test split of {bundle / 'split.csv'}"
     assert lines[1].startswith(f"  acc           {test['metrics']['acc']:.3f}   (95% CI ")
     assert "  mel: sensitivity at 95% specificity " in evaluated.output
+    # calibrated on val at export (never on test), and evaluate says so
+    calibration = json.loads((bundle / "calibration.json").read_text())
+    assert calibration["fitted_on"] == f"val split ({n_val} images)"
+    assert test["calibration"]["temperature"] == calibration["temperature"]
+    assert f"  temperature {calibration['temperature']:.3f}, fitted on the val split ({n_val} " in (
+        evaluated.output
+    )
 
 
 def test_a_tables_key_without_a_table_is_one_line_at_run(tmp_path: Path) -> None:

@@ -170,6 +170,9 @@ class TrainSpec(BaseModel):
     # bf16: forward passes under bfloat16 autocast (weights, optimizer and BatchNorm stay fp32);
     # faster on GPUs and on CPUs with AVX512-BF16 or AMX (see docs/BENCHMARKS.md), slower elsewhere
     precision: Literal["fp32", "bf16"] = "fp32"
+    # how an exported model turns probabilities into a class (fitted on val at export, see
+    # results/calibrate.py): argmax, or prior_corrected (logit adjustment by the train prior)
+    decision: Literal["argmax", "prior_corrected"] = "argmax"
 
     @field_validator("metric")
     @classmethod

@@ -70,29 +70,50 @@ def evaluate_bundle(
             f"--positive: {positive!r} is not a class of {bundle} ({', '.join(names)})"
         )
     images = test_split(bundle, names) if data is None else labelled_images(data, names)
-    probs = bundle_probabilities(checked, images.files, batch_size)
-    record = {"bundle": str(bundle), "data": images.source}
+    raw = bundle_probabilities(checked, images.files, batch_size, calibrated=False)
+    calibration = checked.calibration
+    probs = raw if calibration is None else calibration.apply(raw)
+    record: dict[str, Any] = {"bundle": str(bundle), "data": images.source}
     record |= evaluation_record(images.labels, probs, names, positive)
+    if calibration is not None:
+        from skinsearch.results.calibrate import val_figures
+
+        record["calibration"] = {
+            "temperature": calibration.temperature,
+            "decision": calibration.decision,
+            "tau": calibration.tau,
+            "fitted_on": calibration.fitted_on,
+            "uncalibrated": val_figures(images.labels, raw, names),
+        }
     return BundleEvaluation(record, images.labels, probs)
 
 
 def test_split(bundle: Path, class_names: list[str]) -> LabelledImages:
     """The test rows of the ``split.csv`` an export copied into ``bundle``."""
     path = bundle / SPLIT_FILE
-    rows = _split_rows(path) if path.is_file() else []
-    test = [r for r in rows if r.get("split") == "test"]
-    if not test:
+    if not (path.is_file() and has_test_rows(path)):
         raise ResultsError(
             f"{bundle}: its search held out no test split (set data.test_fraction, a "
             "split_column or a test/ folder and search again), or give labelled images with "
             "--data PATH"
         )
-    return _indexed(
-        [(Path(r["image"]), r["label"]) for r in test],
-        class_names,
-        f"the held-out test split of {path}",
-        path,
-    )
+    return split_images(path, class_names, "test")
+
+
+def split_images(
+    split: Path, class_names: list[str], which: str, check_files: bool = True
+) -> LabelledImages:
+    """The ``which`` rows (train, val or test) of a ``split.csv``; with ``check_files``, an
+    image that is no longer there is one line."""
+    rows = [r for r in _split_rows(split) if r.get("split") == which]
+    missing = [r["image"] for r in rows if check_files and not Path(r["image"]).is_file()]
+    if missing:
+        raise ResultsError(
+            f"{split}: {len(missing)} {which} images are no longer where the search found them "
+            f"(first: {missing[0]}); put them back, or evaluate on --data PATH"
+        )
+    items = [(Path(r["image"]), r["label"]) for r in rows]
+    return _indexed(items, class_names, f"the held-out {which} split of {split}", split)
 
 
 def has_test_rows(split: Path) -> bool:
@@ -149,12 +170,16 @@ def _indexed(
     return LabelledImages(files, np.array([index[label] for _, label in items]), source)
 
 
-def bundle_probabilities(checked: Bundle, files: list[Path], batch_size: int) -> np.ndarray:
-    """``(N, C)`` class probabilities of ``files``, ``batch_size`` images at a time."""
+def bundle_probabilities(
+    checked: Bundle, files: list[Path], batch_size: int, calibrated: bool = True
+) -> np.ndarray:
+    """``(N, C)`` class probabilities of ``files``, ``batch_size`` images at a time; with
+    ``calibrated``, through the bundle's calibration when it has one."""
     parts = [
-        _probabilities(checked, files[i : i + batch_size]) for i in range(0, len(files), batch_size)
+        _probabilities(checked, files[i : i + batch_size], calibrated)
+        for i in range(0, len(files), batch_size)
     ]
-    return np.concatenate(parts)
+    return np.concatenate(parts) if parts else np.zeros((0, len(checked.config.class_names)))
 
 
 def evaluation_record(
@@ -249,6 +274,8 @@ def evaluation_lines(record: dict[str, Any]) -> list[str]:
         interval = "" if low is None else f"   (95% CI {low:.3f}-{high:.3f})"
         lines.append(f"  {name:<14}{shown}{interval}")
     lines.append(f"  {'ece':<14}{record['metrics']['ece']:.3f}")
+    if "calibration" in record:
+        lines.extend(_calibration_lines(record["calibration"]))
     positive: dict[str, Any] = record.get("positive") or {}
     for s in SPECIFICITIES if positive else ():
         value = positive[f"sensitivity_at_{round(s * 100)}_specificity"]
@@ -277,6 +304,20 @@ def check_out_dir(out: Path) -> Path:
         what = "is a file" if not out.is_dir() else "is not empty"
         raise ResultsError(f"--out: {out} {what}; give a new or empty folder")
     return out
+
+
+def _calibration_lines(calibration: dict[str, Any]) -> list[str]:
+    raw = calibration["uncalibrated"]
+    lines = [
+        f"  temperature {calibration['temperature']:.3f}, fitted on the "
+        f"{calibration['fitted_on']}: ece {raw['ece']:.3f} before it"
+    ]
+    if calibration["decision"] == "prior_corrected":
+        lines.append(
+            f"  operating point: prior_corrected, tau {calibration['tau']:g} (chosen on val); "
+            f"plain argmax: acc {raw['acc']:.3f}, balanced_acc {raw['balanced_acc']:.3f}"
+        )
+    return lines
 
 
 def write_evaluation_dir(

@@ -24,11 +24,13 @@ from skinsearch.store.searches import load_search
 from skinsearch.training.checkpoints import write_evaluation
 
 if TYPE_CHECKING:
+    from skinsearch.config.spec import TrainSpec
     from skinsearch.results.select import BestTrial
 
 BUNDLE_FILES = ("config.yaml", "model_state.pt")  # what makes a folder a bundle
 SPLIT_FILE = "split.csv"  # the search's split, copied into its bundles
 TEST_METRICS_FILE = "test_metrics.json"  # the bundle's figures on that split's test images
+CALIBRATION_FILE = "calibration.json"  # temperature and operating point, fitted on val
 #: every file an export writes; ``--force`` replaces a folder that holds these and nothing else
 BUNDLE_CONTENTS = frozenset(
     {
@@ -42,6 +44,7 @@ BUNDLE_CONTENTS = frozenset(
         "classification_report.json",
         SPLIT_FILE,
         TEST_METRICS_FILE,
+        CALIBRATION_FILE,
     }
 )
 #: files that mark a folder as a results storage or a search: never exported into
@@ -165,18 +168,25 @@ def _write_bundle(
     (folder / "classes.json").write_text(json.dumps(state.class_names, indent=1))
     (folder / "preprocessing.json").write_text(json.dumps(state.preprocessing, indent=1))
     write_evaluation(folder, state, f"{best.score.trial_id}, epoch {state.epoch}")
-    _evaluate_on_test(folder, checkpoint.parents[1])
+    folds = (protocol or {}).get("folds")
+    _fit_on_val_and_score_on_test(folder, checkpoint.parents[1], record.spec.train, bool(folds))
 
 
-def _evaluate_on_test(folder: Path, search_dir: Path) -> None:
-    # The search's split goes with the bundle; a held-out test split is scored once, here,
-    # after the model was chosen (nothing that chose it read those images)
+def _fit_on_val_and_score_on_test(
+    folder: Path, search_dir: Path, train: TrainSpec, trained_on_val: bool
+) -> None:
+    # The search's split goes with the bundle. Temperature (and the operating point) are fitted
+    # on its val rows, unless the model trained on them (k-fold confirmation); then a held-out
+    # test split is scored once, here, after the model was chosen
+    from skinsearch.results.calibrate import calibrate_bundle
     from skinsearch.results.evaluate import evaluate_bundle, has_test_rows
 
     split = search_dir / SPLIT_FILE
-    if not split.is_file():  # a folder data set without test/, or a search from before splits
+    if not split.is_file():  # a search from before splits were written
         return
     shutil.copyfile(split, folder / SPLIT_FILE)
+    if not trained_on_val:
+        calibrate_bundle(folder, split, train)
     if has_test_rows(split):
         record = evaluate_bundle(folder).record
         record.pop("bundle")  # the temporary folder it was written in

@@ -20,11 +20,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from skinsearch._yaml import YamlTooLarge, load_yaml
 from skinsearch.errors import ResultsError
-from skinsearch.results.export import BUNDLE_FILES
+from skinsearch.results.export import BUNDLE_FILES, CALIBRATION_FILE
 from skinsearch.store.records import BundleConfig
 
 if TYPE_CHECKING:
     import torch
+
+    from skinsearch.results.calibrate import Calibration
 
 
 MAX_BUNDLE_TEXT = 1 << 20  # bytes: config.yaml, classes.json, preprocessing.json are far smaller
@@ -70,6 +72,7 @@ class Bundle:
     config: BundleConfig
     preprocessing: Preprocessing
     model: torch.nn.Module
+    calibration: Calibration | None = None  # calibration.json, fitted on val at export
 
 
 def load_bundle(folder: Path) -> Bundle:
@@ -121,7 +124,19 @@ def load_bundle(folder: Path) -> Bundle:
     model = build_model(config.model, hp, size, n_classes)
     model.load_state_dict(weights)
     model.eval()
-    return Bundle(folder, config, prep, model)
+    return Bundle(folder, config, prep, model, _calibration(folder, n_classes))
+
+
+def _calibration(folder: Path, n_classes: int) -> Calibration | None:
+    from skinsearch.results.calibrate import Calibration
+
+    path = folder / CALIBRATION_FILE
+    if not path.is_file():  # exported before calibration, or its model trained on val
+        return None
+    calibration: Calibration = _checked(path, Calibration, json.loads)
+    if calibration.prior is not None and len(calibration.prior) != n_classes:
+        raise _broken(path, f"prior has {len(calibration.prior)} classes, the model {n_classes}")
+    return calibration
 
 
 def _read_text(path: Path, parse: Any) -> Any:
@@ -273,7 +288,7 @@ def _predictions(checked: Bundle, files: list[Path], batch_size: int) -> Iterato
             )
 
 
-def _probabilities(checked: Bundle, files: list[Path]) -> np.ndarray:
+def _probabilities(checked: Bundle, files: list[Path], calibrated: bool = True) -> np.ndarray:
     import torch
     from PIL import Image
 
@@ -298,7 +313,10 @@ def _probabilities(checked: Bundle, files: list[Path]) -> np.ndarray:
     mean = torch.tensor(prep.mean).view(1, 3, 1, 1)
     std = torch.tensor(prep.std).view(1, 3, 1, 1)
     with torch.inference_mode():
-        return tta_proba(checked.model, (batch - mean) / std, checked.config.tta).numpy()
+        probs = tta_proba(checked.model, (batch - mean) / std, checked.config.tta).numpy()
+    if calibrated and checked.calibration is not None:
+        return checked.calibration.apply(probs)
+    return probs
 
 
 def predictions_csv(rows: list[Prediction], class_names: list[str]) -> str:

@@ -32,7 +32,13 @@ def plan_lines(plan: SearchPlan) -> list[str]:
         + ("no early stopping" if t.patience is None else f"patience {t.patience}")
         + f", {t.metric} "
         f"({t.resolved_mode}), class weights {t.class_weights}, "
-        f"label smoothing {t.label_smoothing:g}" + (", bf16" if t.precision == "bf16" else ""),
+        f"label smoothing {t.label_smoothing:g}"
+        + (", bf16" if t.precision == "bf16" else "")
+        + (
+            ", decision prior_corrected (tau fitted on val at export)"
+            if t.decision == "prior_corrected"
+            else ""
+        ),
         f"search: {spec.search.sampler}, num_samples {spec.search.num_samples}, "
         f"seed {spec.search.seed}; {scheduler}",
         f"resources per trial: {spec.resources.cpus_per_trial:g} CPU, "
