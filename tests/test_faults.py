@@ -70,11 +70,13 @@ def fill(disk: Path, leave_mib: int) -> Path:
 
 
 def cnn_space(tmp_path: Path, data: Path) -> Path:
-    # checkpoints of about 1.5 MiB each, so the disk fills within a few epochs
+    # checkpoints of about 1.5 MiB each (two kept per trial), so the disk fills within a few
+    # epochs; 20 epochs keep the trials running past several of the guard's checks (one a
+    # second) even on a fast machine
     space = tmp_path / "disk.yaml"
     space.write_text(
         f"name: disk\nmodel: cnn\ndata: {{path: {data}}}\n"
-        "train: {max_epochs: 6, patience: null, metric: val_loss}\nscheduler: none\n"
+        "train: {max_epochs: 20, patience: null, metric: val_loss}\nscheduler: none\n"
         "params:\n  input_size: 32\n  channels: [16, 32]\n  fc_size: 64\n"
         "  lr: {grid: [0.0003, 0.001, 0.003, 0.01]}\n"
     )

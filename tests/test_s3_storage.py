@@ -202,8 +202,8 @@ def test_a_killed_driver_resumes_from_s3(
     }
 
     result = cli([*args, "--resume"])
-    assert "Traceback" not in result.output
-    assert "4 trials: 4 completed" in result.output
+    assert "Traceback" not in result.output, result.output
+    assert "4 trials: 4 completed" in result.output, result.output
     assert f"resuming: {len(done_before)} trials had ended; " in result.output  # as Tune saved it
     for trial, lines in lines_before.items():  # finished trials were not rerun
         assert len(read_object(f"resume/s3resume/{trial}/result.json").splitlines()) == lines

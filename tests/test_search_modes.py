@@ -155,12 +155,32 @@ def test_a_killed_trial_resumes_from_its_checkpoint(tiny_images: Path, tmp_path:
     assert child.info.status == "FINISHED" and child.data.tags["skinsearch.end"] == "completed"
 
 
-def test_a_killed_driver_resumes_with_run_resume(tiny_images: Path, tmp_path: Path) -> None:
+def snapshot(folder: Path) -> dict[str, dict]:  # type: ignore[type-arg]
+    """What Tune's latest experiment state in ``folder`` (what --resume restores) says of each
+    trial: ``{trial_<id>: {"status": ..., "epochs": ..., "checkpoint": ...}}``."""
+    states = sorted(folder.glob("experiment_state-*.json"))
+    if not states:
+        return {}
+    with contextlib.suppress(ValueError, OSError):  # caught mid-write
+        trials = {}
+        for meta, runtime in json.loads(states[-1].read_text())["trial_data"]:
+            last = json.loads(runtime).get("last_result") or {}
+            trials[f"trial_{json.loads(meta)['trial_id']}"] = {
+                "status": json.loads(meta)["status"],
+                "epochs": last.get("training_iteration", 0),
+                "checkpoint": last.get("checkpoint_dir_name"),
+            }
+        return trials
+    return {}
+
+
+def test_a_killed_driver_resumes_with_run_resume(
+    tiny_images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     space = tmp_path / "resumable.yaml"
     space.write_text(
         f"name: resumable\nmodel: mlp\ndata: {{path: {tiny_images}}}\n"
-        # val_acc soon stops improving, so checkpoints are few (Tune snapshots its state every
-        # 2 s; see tuner.py)
+        # val_acc soon stops improving, so checkpoints are few
         "train: {max_epochs: 300, patience: 1000, metric: val_acc}\nscheduler: none\n"
         "resources: {cpus_per_trial: 1}\n"
         "params:\n  input_size: 16\n  hidden_sizes: [16]\n"
@@ -168,39 +188,49 @@ def test_a_killed_driver_resumes_with_run_resume(tiny_images: Path, tmp_path: Pa
     )
     storage = tmp_path / "r"
     args = ["run", str(space), "--storage", str(storage), "--cpus", "2"]
+    # Tune snapshots the experiment every 0.5 s here (2 s by default), so that on a machine of
+    # any speed a snapshot falls between the first trials' end and the last ones'
+    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "0.5")
     proc = spawn_skinsearch(*args, output=False)
 
-    def finished() -> dict[Path, int]:
-        done = {}
-        for result_file in storage.glob("resumable/trial_*/result.json"):
-            lines = [x for x in result_file.read_text().splitlines() if x.strip()]
-            if lines and json.loads(lines[-1]).get("stop_reason"):
-                done[result_file] = len(lines)
-        return done
+    def ready(trials: dict[str, dict]) -> bool:  # type: ignore[type-arg]
+        # the kill comes once the snapshot knows of an ended trial and of an unfinished one
+        # that has a checkpoint
+        statuses = [t["status"] for t in trials.values()]
+        return "TERMINATED" in statuses and any(
+            t["status"] != "TERMINATED" and t["checkpoint"] and t["epochs"] >= 5
+            for t in trials.values()
+        )
 
     deadline = time.monotonic() + 180
-    while not finished() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(3)  # past Tune's next snapshot of the experiment state
+    while not ready(snapshot(storage / "resumable")) and time.monotonic() < deadline:
+        time.sleep(0.05)
     started = descendants(proc.pid)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    done_before = finished()
-    assert done_before and len(done_before) < 4, "the kill came too late or too early"
     # the local Ray the killed driver had started goes with it; stop any of its processes left
     time.sleep(3)
     for pid in started:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    # Tune deletes superseded checkpoints at once but snapshots its state every 2 s, so a killed
-    # driver's state can name a checkpoint that is gone. Make that certain for the unfinished
-    # trial that ran longest: remove all its checkpoints, as if each had been superseded.
-    unfinished = [
-        f.parent for f in storage.glob("resumable/trial_*/result.json") if f not in done_before
-    ]
-    victim = max(unfinished, key=lambda folder: len(result_rows(folder)))
-    epochs_before = len(result_rows(victim))
-    assert epochs_before >= 5, "the unfinished trials had not run long enough to checkpoint"
+    trials = snapshot(storage / "resumable")
+    assert ready(trials), f"the kill came too late: {trials}"
+    ended = {name for name, t in trials.items() if t["status"] == "TERMINATED"}
+    done_before = {
+        storage / "resumable" / name / "result.json": len(
+            (storage / "resumable" / name / "result.json").read_text().splitlines()
+        )
+        for name in ended
+    }
+    # Tune deletes superseded checkpoints at once but snapshots its state now and then, so a
+    # killed driver's state can name a checkpoint that is gone. Make that certain for an
+    # unfinished trial the snapshot knows a checkpoint of: remove all its checkpoints, as if
+    # each had been superseded.
+    victim_name = max(
+        (n for n, t in trials.items() if n not in ended and t["checkpoint"]),
+        key=lambda n: trials[n]["epochs"],
+    )
+    victim = storage / "resumable" / victim_name
     for checkpoint in victim.glob("checkpoint_*"):
         shutil.rmtree(checkpoint)
 
