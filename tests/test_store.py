@@ -15,7 +15,12 @@ from pydantic import ValidationError
 from skinsearch.config.objective import Objective
 from skinsearch.config.plan import ConfirmPlan
 from skinsearch.errors import ResultsError
-from skinsearch.store.records import BundleConfig, ConfirmationRecord, ConfirmedWinner
+from skinsearch.store.records import (
+    BundleConfig,
+    ConfirmationRecord,
+    ConfirmedWinner,
+    HeldOutRecord,
+)
 from skinsearch.store.search import Search
 from tests.conftest import write_search, write_trial
 
@@ -79,6 +84,35 @@ def test_the_confirmation_record_round_trips_and_a_damaged_one_is_one_line(tmp_p
         search.confirmation()
     assert str(error.value).startswith(f"{search.folder / 'confirmation.json'}: Field required")
     assert "--single" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_held_out_figures_are_read_from_the_search_or_its_confirmation(tmp_path: Path) -> None:
+    search = search_with_trials(tmp_path)
+    assert search.held_out() is None
+    held = HeldOutRecord(
+        bundle="/b", trial_id="x_00000", epoch=2, images=30,
+        metrics={"acc": 0.7, "balanced_acc": 0.6, "auc": None},
+        intervals_95={"acc": [0.5, 0.85]}, decision="argmax", temperature=1.3,
+    )  # fmt: skip
+    (search.folder / "test_evaluation.json").write_text(held.model_dump_json())
+    assert search.held_out() == held
+    # a confirmed search's export came from its confirmation's folder: that one is newer
+    confirmed = write_search(tmp_path, "s-confirm", SPACE, ["a", "b"])
+    record = ConfirmationRecord(
+        **{"k": 2, "seeds": 3, "metric": "val_acc", "mode": "max", "folds": None},
+        confirmed_in="s-confirm",
+        winner=ConfirmedWinner(from_trial="trial_x_00000", mean=0.8, std=None),
+        representative="trial_y_00001",
+    )
+    (search.folder / "confirmation.json").write_text(record.model_dump_json())
+    assert search.held_out() == held  # the confirmation exported nothing yet
+    (confirmed / "test_evaluation.json").write_text('{"bundle": "/b"}')
+    with pytest.raises(ResultsError) as error:
+        search.held_out()
+    assert str(error.value) == (
+        f"{confirmed / 'test_evaluation.json'}: not readable (ValidationError); export the model "
+        "again with `skinsearch best --export` to rewrite it"
+    )
 
 
 def test_a_bundle_config_is_checked_and_knows_what_it_was_trained_on() -> None:

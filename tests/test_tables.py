@@ -15,13 +15,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from skinsearch.config.spec import DataSpec
 from skinsearch.data.synthetic import CLASSES, render
 from skinsearch.data.tables import scan_table
 from skinsearch.errors import DataError
-from tests.conftest import ISIC8
+from tests.conftest import ISIC8, mlflow_runs
 
 HAM_CLASSES = ["akiec", "bcc", "bkl", "df", "mel", "nv"]
 ISIC8_OF = {  # HAM10000's dx codes for isic8's class folders
@@ -408,6 +409,21 @@ def test_a_search_on_a_ham10000_table_writes_its_split_and_never_decodes_the_tes
     assert f"  temperature {calibration['temperature']:.3f}, fitted on the val split ({n_val} " in (
         evaluated.output
     )
+    # the test figures go into the search's store, onto the winner's MLflow run and the report
+    held = json.loads((storage / "ham" / "test_evaluation.json").read_text())
+    config = yaml.safe_load((bundle / "config.yaml").read_text())
+    assert held["trial_id"] == config["trial_id"] and held["metrics"] == test["metrics"]
+    (run,) = [
+        r
+        for r in mlflow_runs(storage, "ham")
+        if r.data.tags.get("skinsearch.trial_id") == config["trial_id"]
+    ]
+    assert run.data.metrics["test_balanced_acc"] == pytest.approx(test["metrics"]["balanced_acc"])
+    assert run.data.metrics["test_acc"] == pytest.approx(test["metrics"]["acc"])
+    cli(["report", "--storage", str(storage), "--name", "ham"])
+    page = (storage / "ham" / "report" / "index.html").read_text()
+    assert f"<h2>Held-out test: {n_test} images no search read</h2>" in page
+    assert f"<td>balanced_acc</td><td>{test['metrics']['balanced_acc']:.4f}</td>" in page
 
 
 def test_a_tables_key_without_a_table_is_one_line_at_run(tmp_path: Path) -> None:

@@ -168,7 +168,7 @@ def show_and_export(
 ) -> None:
     """Print the candidates and the winner, and export the winner's run closest to its mean
     to ``export_dir`` (its ``config.yaml`` records the protocol)."""
-    from skinsearch.results.export import export_bundle, exported_lines
+    from skinsearch.results.export import export_bundle, exported_lines, record_held_out
     from skinsearch.results.select import BestTrial, TrialScore
     from skinsearch.training.checkpoints import best_checkpoint
 
@@ -209,7 +209,7 @@ def show_and_export(
         "exported_run": "the winner's run closest to its mean",
     }
     path = export_bundle(checkpoint, state, best, export_dir, force, protocol)
-    for line in exported_lines(path):
+    for line in [*exported_lines(path), *record_held_out(path, checkpoint.parents[1])]:
         echo(line)
 
 

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from skinsearch._files import signals_held
+from skinsearch._files import signals_held, write_atomic
 from skinsearch.errors import ResultsError
-from skinsearch.store.layout import SEARCH_FILE
-from skinsearch.store.records import BundleConfig, CheckpointState
+from skinsearch.store.layout import HELD_OUT_FILE, SEARCH_FILE
+from skinsearch.store.records import BundleConfig, CheckpointState, HeldOutRecord
 from skinsearch.store.searches import load_search
 from skinsearch.training.checkpoints import write_evaluation
 
@@ -207,6 +207,50 @@ def exported_lines(bundle: Path) -> list[str]:
             f"(skinsearch evaluate {bundle} for the full table)"
         )
     return lines
+
+
+def record_held_out(bundle: Path, search_dir: Path) -> list[str]:
+    """After an export that scored a test split: its figures go into the search's store
+    (``test_evaluation.json``, which ``report`` shows) and onto the trial's MLflow run as
+    ``test_*`` metrics. Returns a note when MLflow could not take them; the bundle and the file
+    are written either way."""
+    from skinsearch.tracking.client import first_line, log_test_metrics
+
+    test = bundle / TEST_METRICS_FILE
+    if not test.is_file():
+        return []
+    scored = json.loads(test.read_text())
+    config = yaml.safe_load((bundle / "config.yaml").read_text())
+    calibration = scored.get("calibration") or {}
+    held = HeldOutRecord(
+        bundle=str(bundle),
+        trial_id=config["trial_id"],
+        epoch=config["epoch"],
+        images=scored["images"],
+        metrics=scored["metrics"],
+        intervals_95=scored["intervals_95"],
+        decision=calibration.get("decision", "argmax"),
+        temperature=calibration.get("temperature"),
+    )
+    write_atomic(search_dir / HELD_OUT_FILE, held.model_dump_json(indent=1))
+    saved = load_search(search_dir)
+    if not saved.tracking_uri:
+        return []
+    try:
+        found = log_test_metrics(
+            saved.tracking_uri, saved.spec.name, saved.search, held.trial_id, held.metrics
+        )
+    except Exception as exc:  # MLflow unreachable: the figures are safe in the store
+        return [
+            f"note: MLflow did not take the test figures ({first_line(exc)}); they are in "
+            f"{search_dir / HELD_OUT_FILE}"
+        ]
+    if not found:
+        return [
+            f"note: MLflow has no run of trial {held.trial_id}; the test figures are in "
+            f"{search_dir / HELD_OUT_FILE} (skinsearch sync-mlflow adds the missing runs)"
+        ]
+    return []
 
 
 def _swap_in(partial: Path, export_dir: Path) -> None:

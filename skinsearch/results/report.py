@@ -53,6 +53,7 @@ def write_report(search: Search, out: Path | None = None) -> Path:
     sections = [f"<h1>Search {html.escape(search.name)}</h1>", _overview(search, trials, rows)]
     sections.append(_leaderboard(ranked[:10], rows, metric, searched))
     sections.append(_confirmation(search, searched))
+    sections.append(_held_out(search))
     if ranked:
         sections.append(_per_hparam(out, ranked, metric, searched, plan))
         sections.append(_curves(out, ranked[:5], rows))
@@ -138,6 +139,33 @@ def _confirmation(search: Search, searched: list[str]) -> str:
         f"epoch (runs in search {html.escape(result.search)}); the first row won on the mean. "
         "With few validation images, this ranking is the one to trust over the leaderboard's "
         f"single runs.</p><table><tr>{head}</tr>{body}</table>"
+    )
+
+
+def _held_out(search: Search) -> str:
+    # the exported model on the test split that no search, rung or selection read
+    held = search.held_out()
+    if held is None:
+        return ""
+    rows = []
+    for name, value in held.metrics.items():
+        low, high = (held.intervals_95.get(name) or [None, None])[:2]
+        interval = f"{_score(low)} to {_score(high)}" if low is not None else "-"
+        rows.append(
+            f"<tr><td>{html.escape(name)}</td><td>{_score(value)}</td><td>{interval}</td></tr>"
+        )
+    calibrated = (
+        f"temperature {held.temperature:.3g} fitted on val, decision {held.decision}"
+        if held.temperature is not None
+        else "uncalibrated"
+    )
+    return (
+        f"<h2>Held-out test: {held.images} images no search read</h2><p>The model exported to "
+        f"{html.escape(held.bundle)} (trial {html.escape(held.trial_id)}, epoch {held.epoch}; "
+        f"{calibrated}), scored once after it was chosen; 95% bootstrap intervals. "
+        "<code>skinsearch evaluate</code> on the bundle gives the per-class table and figures."
+        "</p><table><tr><th>metric</th><th>test</th><th>95% interval</th></tr>"
+        f"{''.join(rows)}</table>"
     )
 
 

@@ -83,7 +83,7 @@ def show_best(
 ) -> None:
     """Print the best single trial (``find_best``): its epoch's metrics and its configuration;
     with ``export_dir``, export its checkpoint of that epoch there."""
-    from skinsearch.results.export import export_bundle, exported_lines
+    from skinsearch.results.export import export_bundle, exported_lines, record_held_out
     from skinsearch.training.checkpoints import best_checkpoint
 
     result = find_best(search, metric, mode, tracking_uri)
@@ -114,7 +114,7 @@ def show_best(
         echo(f"note: {note}")
     if export_dir is not None:
         path = export_bundle(checkpoint, state, result, export_dir, force)
-        for line in exported_lines(path):
+        for line in [*exported_lines(path), *record_held_out(path, checkpoint.parents[1])]:
             echo(line)
 
 

@@ -91,6 +91,23 @@ class ConfirmedWinner(BaseModel):
     std: float | None
 
 
+class HeldOutRecord(BaseModel):
+    """A search's ``test_evaluation.json``: the model last exported from it, scored once on the
+    held-out test split after it was chosen. Written by ``export.record_held_out``; read by
+    ``report``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    bundle: str  # where it was exported
+    trial_id: str
+    epoch: int
+    images: int
+    metrics: dict[str, float | None]  # acc, balanced_acc, macro_f1, auc, ece
+    intervals_95: dict[str, list[float | None]]  # bootstrap intervals of the headline metrics
+    decision: str = "argmax"
+    temperature: float | None = None  # None: the bundle has no calibration
+
+
 class ConfirmationRecord(BaseModel):
     """A confirmed search's ``confirmation.json``: the plan it was confirmed by, the search the
     runs ran in, and the winner. Written by ``confirm.save_confirmation``; read by ``best``,

@@ -19,8 +19,13 @@ from skinsearch.config.objective import Objective
 from skinsearch.config.plan import SearchPlan
 from skinsearch.config.spec import SearchSpec
 from skinsearch.errors import ResultsError
-from skinsearch.store.layout import CONFIRMATION_FILE
-from skinsearch.store.records import ConfirmationRecord, SearchRecord, TrialRecord
+from skinsearch.store.layout import CONFIRMATION_FILE, HELD_OUT_FILE
+from skinsearch.store.records import (
+    ConfirmationRecord,
+    HeldOutRecord,
+    SearchRecord,
+    TrialRecord,
+)
 from skinsearch.store.searches import load_search
 from skinsearch.store.trials import read_trial, result_rows, trial_end
 
@@ -96,3 +101,24 @@ class Search:
                 f"{path}: {problem}; run `skinsearch best --name {self.name} --confirm K` "
                 "again to redo the confirmation, or pass --single"
             ) from None
+
+    def held_out(self) -> HeldOutRecord | None:
+        """The held-out test figures of the model last exported from this search, or from the
+        search that confirmed it; None when none was scored (no test split, or no export).
+
+        Raises:
+            ResultsError: naming the file when it is there but damaged.
+        """
+        saved = self.confirmation()
+        folders = [self.folder] + ([self.folder.parent / saved.confirmed_in] if saved else [])
+        for path in [f / HELD_OUT_FILE for f in reversed(folders)]:
+            try:
+                return HeldOutRecord.model_validate_json(path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                continue
+            except (OSError, UnicodeDecodeError, ValidationError) as exc:
+                raise ResultsError(
+                    f"{path}: not readable ({exc.__class__.__name__}); export the model again "
+                    "with `skinsearch best --export` to rewrite it"
+                ) from None
+        return None

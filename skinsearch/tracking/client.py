@@ -129,6 +129,36 @@ def best_epochs(uri: str, experiment: str, search: str, objective: Objective) ->
     return found
 
 
+def log_test_metrics(
+    uri: str, experiment: str, search: str, trial_id: str, metrics: dict[str, float | None]
+) -> bool:
+    """Put held-out test figures on a trial's run as ``test_<name>`` metrics (step 0); False
+    when MLflow has no run of that trial."""
+    from mlflow.entities import Metric
+
+    client = mlflow_client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = (
+        client.search_runs(
+            [exp.experiment_id],
+            filter_string=f"tags.`{SEARCH_TAG}` = '{search}' and tags.`{TRIAL_TAG}` = '{trial_id}'",
+            max_results=1,
+        )
+        if exp is not None
+        else []
+    )
+    if not runs:
+        return False
+    stamp = now_ms()
+    figures = [
+        Metric(f"test_{k}", float(v), stamp, 0)
+        for k, v in metrics.items()
+        if v is not None and finite(v)
+    ]
+    client.log_batch(runs[0].info.run_id, metrics=figures)
+    return True
+
+
 # -- values as MLflow takes them ------------------------------------------------------------
 
 
