@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -475,3 +476,38 @@ def test_the_spec_and_the_reader_agree_on_what_a_table_is() -> None:
     from skinsearch.data import tables
 
     assert spec.TABLE_SUFFIXES == tables.TABLE_SUFFIXES
+
+
+@pytest.mark.slow
+def test_resume_refuses_data_whose_split_is_not_the_one_the_search_started_with(
+    ham: Path, tmp_path: Path
+) -> None:
+    from tests.conftest import cli
+
+    table = tmp_path / "metadata.csv"
+    shutil.copyfile(ham / "HAM10000_metadata.csv", table)
+    space = tmp_path / "ham.yaml"
+    space.write_text(
+        f"name: ham\nmodel: mlp\ndata: {{labels: {table}, images: {ham}, "
+        "group_column: lesion_id, test_fraction: 0.15}\n"
+        "train: {max_epochs: 1, patience: null}\nparams: {input_size: 16, hidden_sizes: [16]}\n"
+    )
+    storage = tmp_path / "results"
+    args = ["run", str(space), "--storage", str(storage), "--cpus", "1"]
+    cli(args)
+    split = storage / "ham" / "split.csv"
+    before = split.read_text()
+    cli([*args, "--resume"])  # the same data: it carries on (here: nothing left to run)
+    lines = table.read_text().splitlines()
+    table.write_text("\n".join(lines[:-1]) + "\n")  # the user drops an image from the table
+    result = cli([*args, "--resume"], code=2)
+    error = result.output.strip().splitlines()[-1]
+    assert error.startswith(
+        f"Error: data: the data's split is not the one this search started with ({split}): "
+    )
+    assert re.search(
+        r"\): \d+ images were added, dropped or moved, first /\S+\.jpg; restore the data as it "
+        r"was, or start a new search without --resume$",
+        error,
+    ), error
+    assert split.read_text() == before  # the record of the split is never rewritten

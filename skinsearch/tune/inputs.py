@@ -68,6 +68,30 @@ def write_split(folder: Path, files: DatasetFiles) -> Path:
     return path
 
 
+def check_split(folder: Path, files: DatasetFiles) -> None:
+    """On ``--resume``: the split made now must be the one ``split.csv`` recorded when the
+    search started (a table edited since would move images between train, val and test).
+
+    Raises:
+        DataError: naming ``split.csv``, how many images differ and the first of them.
+    """
+    import csv
+
+    path = folder / "split.csv"
+    if not path.is_file():  # a search from before splits were written
+        return
+    with path.open(newline="", encoding="utf-8") as f:
+        saved = {tuple(row) for row in list(csv.reader(f))[1:]}
+    now = set(files.split_rows())
+    changed = sorted({row[0] for row in saved ^ now})
+    if changed:
+        raise DataError(
+            f"data: the data's split is not the one this search started with ({path}): "
+            f"{len(changed)} images were added, dropped or moved, first {changed[0]}; restore "
+            "the data as it was, or start a new search without --resume"
+        )
+
+
 def largest_trial_of(
     plan: SearchPlan, classes: int, address: str | None, cpus: int | None
 ) -> tuple[Footprint, int]:

@@ -32,6 +32,7 @@ from skinsearch.tracking.runs import SearchTracker
 from skinsearch.tune.build import TunerInputs, build_tuner
 from skinsearch.tune.cluster import check_address, check_dashboard_host, start_ray
 from skinsearch.tune.inputs import (
+    check_split,
     decode,
     largest_trial_of,
     put,
@@ -107,14 +108,7 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
         check_address(options.address)
     else:
         check_dashboard_host(options.dashboard_host)
-    plan = SearchPlan.compile(spec, options.configs, options.max_trials)
-    echo(
-        f"search {options.name}: {plan.trials} of "
-        f"{plan.trials if options.configs is not None else plan.space_trials} trials of "
-        f"{spec.model}; "
-        f"results in {options.storage.location(options.name)}"
-    )
-    files = scan(plan, echo)
+    plan, files = _plan_and_data(spec, options, echo)
     largest = largest_trial_of(plan, len(files.class_names), options.address, options.cpus)
     tracking_uri = options.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
     tracking_uri = tracking_uri or default_tracking_uri(options.storage.folder)
@@ -163,14 +157,31 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
     return outcome
 
 
+def _plan_and_data(
+    spec: SearchSpec, options: RunOptions, echo: Echo
+) -> tuple[SearchPlan, DatasetFiles]:
+    """The plan and the data's files, said in the terminal; a resumed search's split checked
+    against the one it started with."""
+    plan = SearchPlan.compile(spec, options.configs, options.max_trials)
+    echo(
+        f"search {options.name}: {plan.trials} of "
+        f"{plan.trials if options.configs is not None else plan.space_trials} trials of "
+        f"{spec.model}; results in {options.storage.location(options.name)}"
+    )
+    files = scan(plan, echo)
+    if options.resume:
+        options.storage.pull(options.name, models=False)
+        check_split(options.storage.folder / options.name, files)
+    return plan, files
+
+
 def _open_search(
     plan: SearchPlan, options: RunOptions, tracker: SearchTracker, files: DatasetFiles
 ) -> None:
     """A new search: its ``search.yaml`` and MLflow parent run; a resumed one: its runs adopted."""
     spec, planned = plan.spec, plan.trials
     experiment_dir = options.storage.folder / options.name
-    if options.resume:
-        options.storage.pull(options.name, models=False)
+    if options.resume:  # its files were pulled and its split checked before Ray started
         tracker.resume_search(
             # trials sit right under the search's folder, wherever their location points
             lambda location: read_trial(experiment_dir / basename(location), plan)
