@@ -92,7 +92,7 @@ def test_a_bad_file_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
         ),
         (
             ["run", str(SEARCH_SPACES / "quick.yaml"), "--data", "builtin:cifar"],
-            "Error: --data: unknown built-in data set 'builtin:cifar' (valid: builtin:synthetic)",
+            "Error: --data: unknown built-in data set 'builtin:cifar' (valid: builtin:synthetic, builtin:synthetic_table)",
         ),
         (
             ["run", str(SEARCH_SPACES / "quick.yaml"), "--storage", "/proc/skinsearch"],

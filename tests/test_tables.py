@@ -11,6 +11,7 @@ import csv
 import json
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -511,3 +512,36 @@ def test_resume_refuses_data_whose_split_is_not_the_one_the_search_started_with(
         error,
     ), error
     assert split.read_text() == before  # the record of the split is never rewritten
+
+
+def test_the_builtin_table_is_a_ham10000_style_download_split_by_lesion(tmp_path: Path) -> None:
+    from skinsearch.data.synthetic import synthetic_table
+    from tests.conftest import cli
+
+    table = synthetic_table(tmp_path / "one")
+    assert table.read_text() == synthetic_table(tmp_path / "two").read_text()  # deterministic
+    header, *rows = [line.split(",") for line in table.read_text().splitlines()]
+    assert header == ["lesion_id", "image_id", "dx"]
+    views = Counter(lesion for lesion, _, _ in rows)
+    assert set(views.values()) == {1, 2, 3} and len(rows) == 9 * 72
+    assert all((table.parent / "images" / f"{image}.png").is_file() for _, image, _ in rows)
+
+    spec = data(path="builtin:synthetic_table", group_column="lesion_id", test_fraction=0.15)
+    assert spec.is_table
+    files = scan_table(spec, 0)
+    assert len(files.class_names) == 9 and files.test
+    split_of: dict[str, set[str]] = {}
+    for split, items in (("train", files.train), ("val", files.val), ("test", files.test)):
+        for path, _ in items:
+            split_of.setdefault(files.groups[path], set()).add(split)
+    assert all(len(s) == 1 for s in split_of.values())  # no lesion in two splits
+    space = tmp_path / "st.yaml"
+    space.write_text(
+        "name: st\nmodel: mlp\ndata: {path: 'builtin:synthetic_table', group_column: lesion_id, "
+        "test_fraction: 0.15}\nparams: {input_size: 16}\n"
+    )
+    out = cli(["validate", str(space)]).output
+    assert "split: 0.2 val, 0.15 test held out (whole groups of 'lesion_id'" in out
+    assert out.rstrip().splitlines()[-1].split() == [
+        "total", str(len(files.train)), str(len(files.val)), str(len(files.test))
+    ]  # fmt: skip

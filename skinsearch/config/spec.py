@@ -24,20 +24,12 @@ from skinsearch.models import model_names
 from skinsearch.models._registry import missing_requirement
 
 BUILTIN_PREFIX = "builtin:"
-BUILTIN_DATASETS = ("synthetic",)
+BUILTIN_DATASETS = ("synthetic", "synthetic_table")
+BUILTIN_TABLES = ("synthetic_table",)  # built-in data sets that come as a labels table
 # a data.path ending so is a labels table (data.tables.TABLE_SUFFIXES: config is above data)
 TABLE_SUFFIXES = (".csv", ".tsv")
-TABLE_KEYS = (
-    "images",
-    "image_column",
-    "label_column",
-    "label_columns",
-    "classes",
-    "class_map",
-    "group_column",
-    "split_column",
-    "test_fraction",
-)
+TABLE_KEYS: tuple[str, ...] = ("images", "image_column", "label_column", "label_columns")
+TABLE_KEYS += ("classes", "class_map", "group_column", "split_column", "test_fraction")
 METRICS = (
     "val_acc",
     "val_balanced_acc",
@@ -133,6 +125,11 @@ class DataSpec(BaseModel):
         if self.labels is None:
             return self.path
         return self.labels + ("" if self.images is None else f" (images in {self.images})")
+
+    @property
+    def is_table(self) -> bool:
+        """Whether the images come with a labels table (the user's, or a built-in one)."""
+        return self.labels is not None or self.builtin in BUILTIN_TABLES
 
     @property
     def builtin(self) -> str | None:

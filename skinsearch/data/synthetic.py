@@ -4,6 +4,11 @@ Each class is a blob on skin-coloured background with its own colour, border irr
 texture and size; per-image jitter, blur and noise make neighbouring classes overlap, so the
 task is learnable but not trivial. Generated once into a cache folder, then read like any folder
 data set (``train/<class>/*.png``, ``val/<class>/*.png``).
+
+``builtin:synthetic_table`` is the same kind of images as people download HAM10000: one
+``metadata.csv`` (``lesion_id,image_id,dx``) over an ``images/`` folder, with 1 to 3 views of each
+lesion (turned, flipped, re-noised) and no split, so that a search splits it itself and a split
+by image would put views of one lesion on both sides (use ``group_column: lesion_id``).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +27,8 @@ VERSION = 1  # bump when the generator changes, so old caches are not reused
 IMAGE_SIZE = 96
 TRAIN_PER_CLASS = 70
 VAL_PER_CLASS = 20
+LESIONS_PER_CLASS = 36  # in the table form: 1, 2 or 3 views each, 72 images a class
+TABLE_FILE = "metadata.csv"
 
 
 @dataclass(frozen=True)
@@ -50,16 +58,27 @@ def synthetic_root(cache_dir: str | Path | None = None) -> Path:
     Args:
         cache_dir: Where to cache it; default ``$SKINSEARCH_CACHE`` or ``~/.cache/skinsearch``.
     """
+    return _cached(f"synthetic-v{VERSION}", generate, cache_dir)
+
+
+def synthetic_table(cache_dir: str | Path | None = None) -> Path:
+    """The labels table of ``builtin:synthetic_table`` (its images beside it), generated on first
+    use; ``cache_dir`` as for ``synthetic_root``."""
+    return _cached(f"synthetic-table-v{VERSION}", generate_table, cache_dir) / TABLE_FILE
+
+
+def _cached(name: str, write: Callable[[Path], None], cache_dir: str | Path | None) -> Path:
+    # written in a temporary folder and renamed, so a half-written set is never read
     base = Path(
         cache_dir or os.environ.get("SKINSEARCH_CACHE") or Path.home() / ".cache" / "skinsearch"
     )
-    root = base / f"synthetic-v{VERSION}"
+    root = base / name
     if (root / ".complete").exists():
         return root
     base.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=base))
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=base))
     try:
-        generate(staging)
+        write(staging)
         (staging / ".complete").touch()
         try:
             staging.rename(root)
@@ -80,6 +99,26 @@ def generate(root: Path) -> None:
             for i in range(count):
                 rng = np.random.default_rng([VERSION, label, offset + i])
                 Image.fromarray(render(look, rng)).save(folder / f"{name}_{i:04d}.png")
+
+
+def generate_table(root: Path) -> None:
+    """Write ``metadata.csv`` and ``images/`` under ``root`` (deterministic, as ``generate``)."""
+    rows = ["lesion_id,image_id,dx"]
+    (root / "images").mkdir()
+    for label, (name, look) in enumerate(CLASSES.items()):
+        for lesion in range(LESIONS_PER_CLASS):
+            rng = np.random.default_rng([VERSION, label, 20_000 + lesion])
+            base = render(look, rng)
+            for view in range(1 + lesion % 3):
+                turned = np.rot90(base, view)
+                image = turned[:, ::-1] if view == 2 else turned
+                noisy = image + rng.normal(0, 6, image.shape)
+                image_id = f"SYN_{label}{lesion:03d}{view}"
+                Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)).save(
+                    root / "images" / f"{image_id}.png"
+                )
+                rows.append(f"LES_{name}_{lesion:03d},{image_id},{name}")
+    (root / TABLE_FILE).write_text("\n".join(rows) + "\n")
 
 
 def render(look: _Look, rng: np.random.Generator, size: int = IMAGE_SIZE) -> np.ndarray:

@@ -31,6 +31,10 @@ class DataSpec(Protocol):
     @property
     def labels(self) -> str | None: ...
     @property
+    def builtin(self) -> str | None: ...
+    @property
+    def is_table(self) -> bool: ...
+    @property
     def images(self) -> str | None: ...
     @property
     def image_column(self) -> str | None: ...
@@ -66,8 +70,7 @@ def scan_table(data: DataSpec, seed: int) -> DatasetFiles:
     Raises:
         DataError: one line for each problem the module docstring lists.
     """
-    assert data.labels is not None
-    table = Path(data.labels)
+    table = Path(data.labels) if data.labels is not None else _builtin_table(data.builtin)
     images = Path(data.images) if data.images else table.parent
     if not table.is_file():
         raise DataError(f"data.labels: {table} is not a file (give a CSV or TSV labels table)")
@@ -106,7 +109,14 @@ def scan_table(data: DataSpec, seed: int) -> DatasetFiles:
 
 def split_lines(data: DataSpec, seed: int) -> list[str]:
     """What ``validate`` prints of a labels table: its split per class (none for a folder)."""
-    return split_table(scan_table(data, seed)) if data.labels is not None else []
+    return split_table(scan_table(data, seed)) if data.is_table else []
+
+
+def _builtin_table(name: str | None) -> Path:
+    from skinsearch.data.synthetic import synthetic_table
+
+    assert name == "synthetic_table", name  # DataSpec.is_table: the only built-in table
+    return synthetic_table()
 
 
 def _read(table: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:

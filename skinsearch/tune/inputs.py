@@ -32,9 +32,9 @@ Echo = Callable[[str], None]
 def scan(plan: SearchPlan, echo: Echo) -> DatasetFiles:
     """The search's images, listed and split (none decoded yet), with what they are in a line."""
     spec = plan.spec
-    if spec.data.labels is not None:
+    if spec.data.is_table:
         files = scan_table(spec.data, spec.search.seed)
-        source = f"{spec.data.labels} over {files.root}"
+        source = f"{spec.data.labels or spec.data.path} over {files.root}"
     else:
         if spec.data.table_key_given:
             raise DataError(f"data.{spec.data.table_key_problem}")
@@ -42,7 +42,7 @@ def scan(plan: SearchPlan, echo: Echo) -> DatasetFiles:
         source = str(files.root)
     _check_metric(spec, files.class_names)
     test = f" / {len(files.test)} test" if files.test else ""
-    split = "split" if spec.data.labels is not None else "val"
+    split = "split" if spec.data.is_table else "val"
     held = "; no search reads the test images" if files.test else ""
     echo(
         f"data: {source} ({len(files.class_names)} classes, {len(files.train)} train / "
