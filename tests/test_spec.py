@@ -129,7 +129,9 @@ BAD = [
     (BASE.format(model="mlp") + "confirm: {folds: 1}\n", ["confirm.folds: must be >= 2, got 1"]),
     (
         BASE.format(model="mlp") + "data: {path: 'builtin:imagenet'}\n",
-        ["data.path: unknown built-in data set 'builtin:imagenet' (valid: builtin:synthetic, builtin:synthetic_table)"],
+        [
+            "data.path: unknown built-in data set 'builtin:imagenet' (valid: builtin:synthetic, builtin:synthetic_table)"
+        ],
     ),
     (
         BASE.format(model="mlp") + "params:\n  dropout: {grid: [0, 0.2, 1.5]}\n",
