@@ -128,6 +128,41 @@ def test_without_groups_two_photos_of_a_lesion_may_split_and_with_them_never(ham
     assert any(len(s) > 1 for s in splits_of.values())  # the leak a group column prevents
 
 
+def test_confirmation_folds_of_a_grouped_table_keep_each_lesion_on_one_side(ham: Path) -> None:
+    import dataclasses
+
+    from skinsearch.data.decode import DecodedData, decode_dataset, fold_splits
+
+    table = str(ham / "HAM10000_metadata.csv")
+    whole = decode_dataset(scan_table(data(labels=table, group_column="lesion_id"), 0), [16])[16]
+    assert whole.groups is not None and len(np.unique(whole.groups)) == 7 * len(HAM_CLASSES)
+    x = np.concatenate([whole.x_train, whole.x_val])
+    lesion_of = dict(zip((a.tobytes() for a in x), whole.groups, strict=True))
+
+    def leaks(folds: list[DecodedData]) -> int:
+        """Lesions validated on in a fold that also trained on them."""
+        return sum(
+            len(
+                {lesion_of[a.tobytes()] for a in f.x_train}
+                & {lesion_of[a.tobytes()] for a in f.x_val}
+            )
+            for f in folds
+        )
+
+    grouped = fold_splits(whole, 3, seed=0)
+    assert leaks(grouped) == 0
+    assert sum(len(f.y_val) for f in grouped) == len(x)  # every image validated on once
+    assert all(set(f.y_val) == set(range(len(HAM_CLASSES))) for f in grouped)  # stratified
+    assert leaks(fold_splits(dataclasses.replace(whole, groups=None), 3, seed=0)) > 0
+    few = dataclasses.replace(whole, groups=np.arange(len(x)) % 2)
+    with pytest.raises(DataError) as error:
+        fold_splits(few, 3, seed=0)
+    assert str(error.value) == (
+        "--folds 3: train and val hold 2 groups of data.group_column, fewer than the folds; "
+        "use --folds 2 or fewer"
+    )
+
+
 def test_a_split_column_is_used_as_it_is(ham: Path, tmp_path: Path) -> None:
     rows = list(csv.reader((ham / "HAM10000_metadata.csv").open()))
     header, body = rows[0] + ["split"], rows[1:]

@@ -39,6 +39,9 @@ class DecodedData:
     mean: list[float] = field(default_factory=list)  # per channel, on the [0, 1] scale, train set
     std: list[float] = field(default_factory=list)
     colour_constancy: str = "none"  # applied to every image when decoded
+    # each train then val image's group (lesion, patient) as an integer code, for grouped folds;
+    # None where the data set has no group column
+    groups: np.ndarray | None = None
 
     @property
     def nbytes(self) -> int:
@@ -147,6 +150,7 @@ def decode_dataset(
     _check_classes(files, [y for _, y in train], "train")
     if not val:
         raise DataError(f"data: no readable validation image under {files.root}")
+    groups = _group_codes(files, decoded)
     out = {}
     for i, size in enumerate(sizes):
         x_train = np.stack([a[i] for a, _ in train])
@@ -162,8 +166,18 @@ def decode_dataset(
             mean=mean,
             std=std,
             colour_constancy=colour_constancy,
+            groups=groups,
         )
     return out
+
+
+def _group_codes(files: DatasetFiles, decoded: list[list[np.ndarray] | None]) -> np.ndarray | None:
+    """The groups of the readable train then val images as integer codes (None: no groups)."""
+    if not files.groups:
+        return None
+    kept = [p for (p, _), a in zip(files.train + files.val, decoded, strict=True) if a is not None]
+    codes = {g: i for i, g in enumerate(dict.fromkeys(files.groups[p] for p in kept))}
+    return np.array([codes[files.groups[p]] for p in kept], dtype=np.int64)
 
 
 def _try_load(path: Path, sizes: list[int], colour_constancy: str) -> list[np.ndarray] | None:
@@ -186,12 +200,14 @@ def _check_classes(files: DatasetFiles, labels: list[int], split: str) -> None:
 def fold_splits(data: DecodedData, folds: int, seed: int) -> list[DecodedData]:
     """k-fold cross-validation sets drawn from train and val together: set ``f`` validates on
     the ``f``-th of ``folds`` class-stratified parts and trains on the others, with the mean and
-    std of its own training part.
+    std of its own training part. Where the data has groups (``data.group_column``), the parts
+    are drawn in whole groups (scikit-learn's StratifiedGroupKFold): no lesion is validated on
+    in a fold that trained on it.
 
     Raises:
-        DataError: when a class has fewer images than ``folds`` (a fold would not see it).
+        DataError: when a class has fewer images, or the data fewer groups, than ``folds``.
     """
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     x = np.concatenate([data.x_train, data.x_val])
     y = np.concatenate([data.y_train, data.y_val])
@@ -202,7 +218,17 @@ def fold_splits(data: DecodedData, folds: int, seed: int) -> list[DecodedData]:
             f"--folds {folds}: class {name!r} has {int(counts.min())} images in train and val "
             f"together, fewer than the folds; use --folds {max(2, int(counts.min()))} or fewer"
         )
-    splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(x, y)
+    if data.groups is None:
+        splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(x, y)
+    else:
+        n_groups = len(np.unique(data.groups))
+        if n_groups < folds:
+            raise DataError(
+                f"--folds {folds}: train and val hold {n_groups} groups of data.group_column, "
+                f"fewer than the folds; use --folds {max(2, n_groups)} or fewer"
+            )
+        splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        splits = splitter.split(x, y, data.groups)
     out = []
     for train, val in splits:
         mean, std = _channel_stats(x[train])
@@ -215,6 +241,7 @@ def fold_splits(data: DecodedData, folds: int, seed: int) -> list[DecodedData]:
                 y_val=y[val],
                 mean=mean,
                 std=std,
+                groups=None if data.groups is None else data.groups[np.concatenate([train, val])],
             )
         )
     return out

@@ -6,7 +6,8 @@ the top K configurations of a search S times each with fresh seeds (a new search
 ``<search>-confirm``, no ASHA, so every run trains to its own end), reports mean and standard
 deviation of every metric at each run's best epoch, and picks the configuration with the best
 mean. With F folds, each seed runs F times instead, once per k-fold split of train and val
-together (``data.decode.fold_splits``), so every image is validated on once per seed. The model
+together (``data.decode.fold_splits``, in whole groups where ``data.group_column`` is set), so
+every image is validated on once per seed. The model
 exported for the winner is its run closest to the mean: a typical model of the winning
 configuration, not its luckiest run. The confirmed search keeps ``confirmation.json`` (the plan,
 where the runs are, the winner), from which ``best`` and ``report`` show the confirmation again.
