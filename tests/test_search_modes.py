@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import shutil
 import signal
 import time
@@ -157,18 +158,24 @@ def test_a_killed_trial_resumes_from_its_checkpoint(tiny_images: Path, tmp_path:
 
 def snapshot(folder: Path) -> dict[str, dict]:  # type: ignore[type-arg]
     """What Tune's latest experiment state in ``folder`` (what --resume restores) says of each
-    trial: ``{trial_<id>: {"status": ..., "epochs": ..., "checkpoint": ...}}``."""
+    trial: ``{trial_<id>: {"status": ..., "epochs": ..., "checkpoint": ...}}``.
+
+    The checkpoint is the one the trial's checkpoint manager (pickled in the state, Ray 2.60's
+    private form, as ``tune.callbacks._mend_lost_checkpoint`` reads it) would restore; the last
+    result names a checkpoint only when that result itself saved one."""
     states = sorted(folder.glob("experiment_state-*.json"))
     if not states:
         return {}
-    with contextlib.suppress(ValueError, OSError):  # caught mid-write
+    with contextlib.suppress(ValueError, OSError, EOFError, pickle.UnpicklingError):  # mid-write
         trials = {}
         for meta, runtime in json.loads(states[-1].read_text())["trial_data"]:
-            last = json.loads(runtime).get("last_result") or {}
+            state = json.loads(runtime)
+            manager = pickle.loads(bytes.fromhex(state["checkpoint_manager"]["value"]))
+            latest = manager._latest_checkpoint_result
             trials[f"trial_{json.loads(meta)['trial_id']}"] = {
                 "status": json.loads(meta)["status"],
-                "epochs": last.get("training_iteration", 0),
-                "checkpoint": last.get("checkpoint_dir_name"),
+                "epochs": (state.get("last_result") or {}).get("training_iteration", 0),
+                "checkpoint": Path(latest.checkpoint.path).name if latest else None,
             }
         return trials
     return {}
