@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -104,10 +105,11 @@ def read_until(
 
 
 def start_server(
-    command: list[str], url: str, log_file: Path, timeout_s: float = 90
+    command: list[str], url: str, log_file: Path, timeout_s: float = 180
 ) -> subprocess.Popen[bytes]:
     """Start a server process (its own process group, output to ``log_file``) and wait until
-    ``url`` answers; fail the test with the end of its log if it dies or does not answer."""
+    ``url`` answers; fail the test with the end of its log if it dies or does not answer, after
+    stopping what it started (a server that answers late must not outlive the test run)."""
     with log_file.open("a") as log:
         proc = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -119,6 +121,9 @@ def start_server(
                 return proc
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=30)
                 pytest.fail(
                     f"{Path(command[0]).name} did not start: {log_file.read_text()[-2000:]}"
                 )

@@ -49,6 +49,11 @@ class MlflowServer:
                 "127.0.0.1",
                 "--port",
                 str(self.port),
+                # one worker: uvicorn's supervisor of several restarts a worker that misses its
+                # 5 s health ping, so on a loaded machine (a search beside the tests) the
+                # server never came up within the deadline
+                "--workers",
+                "1",
             ],
             f"{self.url}/health",
             self.folder / "server.log",
