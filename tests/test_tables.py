@@ -431,7 +431,9 @@ def test_a_search_on_a_ham10000_table_writes_its_split_and_never_decodes_the_tes
         ["best", "--storage", str(storage), "--metric", "val_acc", "--export", str(bundle)]
     )
     test = json.loads((bundle / "test_metrics.json").read_text())
-    assert test["images"] == n_test and test["data"].endswith("split.csv")
+    assert test["images"] == n_test
+    assert test["data"] == "the held-out test split of this bundle's split.csv"
+    assert ".partial-" not in (bundle / "test_metrics.json").read_text()
     assert (bundle / "split.csv").read_text() == (storage / "ham" / "split.csv").read_text()
     assert f"held-out test ({n_test} images, never searched on): acc " in exported.output
     evaluated = cli(["evaluate", str(bundle), "--positive", "mel"])

@@ -189,7 +189,10 @@ def _fit_on_val_and_score_on_test(
         calibrate_bundle(folder, split, train)
     if has_test_rows(split):
         record = evaluate_bundle(folder).record
-        record.pop("bundle")  # the temporary folder it was written in
+        # scored in the temporary folder the bundle is assembled in, which is gone after the
+        # rename: name the split by its place in the bundle instead
+        record.pop("bundle")
+        record["data"] = f"the held-out test split of this bundle's {SPLIT_FILE}"
         (folder / TEST_METRICS_FILE).write_text(json.dumps(record, indent=1))
 
 
