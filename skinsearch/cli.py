@@ -85,6 +85,12 @@ def validate(file: Path) -> None:
 )
 @click.option("--max-epochs", type=click.IntRange(min=1), help="Override train.max_epochs.")
 @click.option(
+    "--seed",
+    type=click.IntRange(min=0, max=2**32 - 1),
+    help="Override search.seed: trial seeds count up from it, and a val split that skinsearch "
+    "draws (no val/ folder) is drawn with it.",
+)
+@click.option(
     "--max-trials",
     type=click.IntRange(min=1),
     help="Run only N of the configurations (a seeded pick).",
@@ -119,6 +125,7 @@ def run(
     mlflow_uri: str | None,
     data_path: str | None,
     max_epochs: int | None,
+    seed: int | None,
     max_trials: int | None,
     max_failures: int,
     dashboard_host: str,
@@ -135,7 +142,7 @@ def run(
     from skinsearch.tune.cluster import check_gpus
     from skinsearch.tune.tuner import RunOptions, run_search
 
-    spec = with_overrides(load_spec(file), data_path, max_epochs)
+    spec = with_overrides(load_spec(file), data_path, max_epochs, seed)
     space.check_space(spec, str(file))
     for line in notices(spec):
         click.echo(line)

@@ -63,6 +63,45 @@ def test_data_on_the_command_line_keeps_the_files_other_data_settings(tmp_path: 
     assert overridden.colour_constancy == "shades_of_gray"
 
 
+def test_seed_on_the_command_line_replaces_only_the_files_search_seed() -> None:
+    from skinsearch.config.spec import load_spec, with_overrides
+
+    spec = load_spec(SEARCH_SPACES / "pretrained.yaml")
+    seeded = with_overrides(spec, None, None, 2011)
+    assert seeded.search.seed == 2011 and spec.search.seed == 0
+    assert seeded.search.sampler == spec.search.sampler == "grid"
+    assert seeded.train == spec.train and seeded.params == spec.params
+
+
+@pytest.mark.slow
+def test_a_run_with_seed_seeds_its_trials_and_resumes_only_with_the_same_seed(
+    tiny_images: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from skinsearch.store.searches import load_search
+
+    space = tmp_path / "seeded.yaml"
+    space.write_text(
+        f"name: seeded\nmodel: mlp\ndata: {{path: {tiny_images}}}\ntrain: {{max_epochs: 1}}\n"
+        "scheduler: none\nparams: {lr: {grid: [0.001, 0.01]}}\n"
+    )
+    storage = tmp_path / "r"
+    code, out = invoke(
+        "run", str(space), "--storage", str(storage), "--cpus", "2", "--seed", "1011"
+    )
+    assert code == 0, out
+    assert load_search(storage / "seeded").spec.search.seed == 1011
+    trials = (storage / "seeded").glob("trial_*/params.json")
+    assert sorted(json.loads(p.read_text())["seed"] for p in trials) == [1011, 1012]
+    code, out = invoke("run", str(space), "--storage", str(storage), "--resume")
+    assert code == 2
+    assert out.strip().splitlines()[-1] == (
+        f"Error: --resume: {space} (search) differs from the search 'seeded' was started with; "
+        "resume with the same file and options, or start a new search without --resume"
+    )
+
+
 def test_validate_does_not_start_ray() -> None:
     import ray
 

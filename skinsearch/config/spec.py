@@ -368,8 +368,10 @@ def _non_finite(value: Any, where: str = "") -> list[tuple[str, float]]:
 # -- hyperparameters ---------------------------------------------------------------------------
 
 
-def with_overrides(spec: SearchSpec, data_path: str | None, max_epochs: int | None) -> SearchSpec:
-    """The spec with ``--data`` and ``--max-epochs`` applied, its data path resolved.
+def with_overrides(
+    spec: SearchSpec, data_path: str | None, max_epochs: int | None, seed: int | None = None
+) -> SearchSpec:
+    """The spec with ``--data``, ``--max-epochs`` and ``--seed`` applied, its data path resolved.
 
     Raises:
         SkinsearchError: for a ``--data`` value that names no usable data set.
@@ -390,4 +392,6 @@ def with_overrides(spec: SearchSpec, data_path: str | None, max_epochs: int | No
         spec = spec.model_copy(
             update={"train": spec.train.model_copy(update={"max_epochs": max_epochs})}
         )
+    if seed is not None:
+        spec = spec.model_copy(update={"search": spec.search.model_copy(update={"seed": seed})})
     return spec.model_copy(update={"data": spec.data.resolved()})
