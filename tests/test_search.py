@@ -105,6 +105,19 @@ def test_every_trial_is_a_finished_child_run_with_per_epoch_metrics(search: dict
         } <= artifacts
 
 
+def test_every_epoch_reports_the_best_so_far_that_asha_compares(search: dict[str, Any]) -> None:
+    judged = 0
+    for result_file in search["experiment"].glob("trial_*/result.json"):
+        rows = [json.loads(line) for line in result_file.read_text().splitlines() if line]
+        values = [row["val_acc"] for row in rows if "val_acc" in row]
+        if not values:
+            continue  # the diverging trial fails in its first epoch
+        judged += 1
+        running = list(itertools.accumulate(values, max))
+        assert [row["best_so_far"] for row in rows] == running
+    assert judged == 3
+
+
 def test_tensorboard_has_every_trials_events(search: dict[str, Any]) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

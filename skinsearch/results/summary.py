@@ -20,7 +20,8 @@ def plan_lines(plan: SearchPlan) -> list[str]:
     spec = plan.spec
     t, sch = spec.train, spec.scheduler
     scheduler = (
-        f"scheduler asha (grace {sch.grace_period}, reduction {sch.reduction_factor:g})"
+        f"scheduler asha (grace {sch.grace_period}, reduction {sch.reduction_factor:g}, "
+        f"on each trial's {'best epoch so far' if sch.compare == 'best' else 'rung epoch'})"
         if sch.type == "asha"
         else "no scheduler"
     )

@@ -21,7 +21,7 @@ from skinsearch.tune.callbacks import (
     space_callback,
     tracking_callback,
 )
-from skinsearch.tune.searchers import scheduler, search_alg
+from skinsearch.tune.searchers import compared_metric, scheduler, search_alg
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -65,7 +65,7 @@ def build_tuner(plan: SearchPlan, options: RunOptions, inputs: TunerInputs) -> A
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(
-            metric=metric,
+            metric=compared_metric(spec),
             mode=mode,
             search_alg=searcher,
             scheduler=scheduler(spec),

@@ -3,7 +3,8 @@
 ``grid`` and ``random`` specs are expanded up front (``space.expand``) and handed to Tune as fixed
 points to evaluate, so that every configuration is known, logged and reproducible before the
 search starts; ``tpe`` lets Optuna sample each trial as results come in. ASHA, when asked for,
-stops weak trials at its rungs, one epoch being one Tune iteration.
+stops weak trials at its rungs, one epoch being one Tune iteration, judging each on its best epoch
+so far unless ``scheduler.compare: last``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from skinsearch._registry import Registry
 from skinsearch.config.params import Param
 from skinsearch.config.plan import SearchPlan, encode_value
 from skinsearch.config.spec import SearchSpec
+
+#: what every epoch's report holds beside its metrics: the trial's best value of train.metric so
+#: far, which ASHA's rungs compare with ``scheduler.compare: best``
+BEST_SO_FAR = "best_so_far"
 
 #: ``scheduler.type`` -> the Tune scheduler it builds
 SCHEDULERS: Registry[Callable[[SearchSpec], Any]] = Registry("scheduler")
@@ -40,6 +45,12 @@ def _asha(spec: SearchSpec) -> Any:
         grace_period=min(spec.scheduler.grace_period, spec.train.max_epochs),
         reduction_factor=spec.scheduler.reduction_factor,
     )
+
+
+def compared_metric(spec: SearchSpec) -> str:
+    """The reported value Tune judges a trial on, at ASHA's rungs and for the tpe sampler: its
+    best epoch so far, or that epoch's own value of ``train.metric``."""
+    return BEST_SO_FAR if spec.scheduler.compare == "best" else spec.train.metric
 
 
 def scheduler(spec: SearchSpec) -> Any:

@@ -25,6 +25,7 @@ from skinsearch.models import hparams_class
 from skinsearch.models._registry import weights_source
 from skinsearch.tracking.board import TrialBoard
 from skinsearch.training.trainer import Trainer
+from skinsearch.tune.searchers import BEST_SO_FAR
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def run_trial(config: dict[str, Any], *, context: TrialContext) -> None:
         with checkpoint.as_directory() as folder:
             saved = trainer.load(folder)
         if trainer.stop_reason():  # it had ended, but the driver died before it heard
-            tune.report({**saved, "stop_reason": trainer.stop_reason()})
+            tune.report({**saved, BEST_SO_FAR: trainer.best, "stop_reason": trainer.stop_reason()})
             return
 
     trial_clock, started_at = time.perf_counter(), time.time()
@@ -83,6 +84,7 @@ def run_trial(config: dict[str, Any], *, context: TrialContext) -> None:
             )
             metrics: dict[str, Any] = {
                 **result.metrics,
+                BEST_SO_FAR: trainer.best,
                 "time_fit_s": fit_seconds,
                 **_clocks(trial_clock, started_at),
                 "node_id": node_id,  # which Ray node ran this epoch (a cluster's results show it)
