@@ -211,9 +211,8 @@ class SchedulerSpec(BaseModel):
     type: Literal["asha", "none"] = "asha"
     grace_period: int = Field(1, ge=1)  # epochs every trial runs before ASHA may stop it
     reduction_factor: float = Field(3.0, gt=1.0)  # 1/reduction_factor of trials go on at each rung
-    # what a trial is judged on at a rung (and what the tpe sampler learns from): best, its best
-    # epoch so far, which a one-epoch dip of a noisy val metric does not sink (as Optuna's
-    # pruners do); last, the rung epoch's own value (Ray's ASHA as it comes)
+    # a trial at a rung (and for tpe) is judged on its best epoch so far, which a one-epoch dip of
+    # a noisy val metric does not sink (as Optuna's pruners), or on the rung epoch's own (last)
     compare: Literal["best", "last"] = "best"
 
     @model_validator(mode="before")
