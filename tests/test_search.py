@@ -13,6 +13,7 @@ import yaml
 from click.testing import CliRunner, Result
 
 from skinsearch.cli import main
+from skinsearch.tune.searchers import BEST_SO_FAR
 from tests.conftest import cli, mlflow_runs, storage_client
 
 pytestmark = pytest.mark.slow
@@ -114,7 +115,7 @@ def test_every_epoch_reports_the_best_so_far_that_asha_compares(search: dict[str
             continue  # the diverging trial fails in its first epoch
         judged += 1
         running = list(itertools.accumulate(values, max))
-        assert [row["best_so_far"] for row in rows] == running
+        assert [row[BEST_SO_FAR] for row in rows] == running
     assert judged == 3
 
 
