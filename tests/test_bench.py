@@ -11,6 +11,7 @@ import pytest
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
+import confirm_rounds  # noqa: E402
 import gpu_variants  # noqa: E402
 import precision  # noqa: E402
 from _common import bench_spec  # noqa: E402
@@ -103,3 +104,12 @@ def test_the_precision_benchmark_trains_both_ways_on_one_configuration(tiny_imag
     rates = precision.layout_rates(16, {"channels": [4, 8]}, steps=2)
     assert list(rates) == ["NCHW input", "trainer's input", "+ channels_last model"]
     assert all(rate > 0 for rate in rates.values())
+
+
+def test_the_confirmation_benchmark_runs_every_run_in_both_schedules() -> None:
+    import argparse
+
+    args = argparse.Namespace(model="cnn", size=32, steps=1)
+    for share in (1.0, 0.6666):  # 2 at once then 1, and all 3 at once
+        assert confirm_rounds.schedule(3, 2, share, args) > 0  # returns once all 3 ran
+    assert confirm_rounds.train_run("cnn", 32, 2, threads=1) > 0

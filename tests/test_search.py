@@ -282,6 +282,7 @@ def test_best_confirm_retrains_the_top_configurations_and_chooses_on_the_mean(
     )
     assert result.exit_code == 0, result.output
     assert "confirming the top 2 of search tiny by val_acc: 2 seeds each, 4 runs" in result.output
+    assert "runs at once" not in result.output  # 2 rounds of 2 on the 2 CPUs, as the file asks
     assert "confirmed over 2 seeds each (mean ± std at each run's best epoch):" in result.output
     assert " ± " in result.output and "winner: the configuration of trial_" in result.output
 
@@ -308,6 +309,10 @@ def test_best_confirm_with_folds_validates_on_every_split(search: dict[str, Any]
     assert "as 3 k-fold splits of train+val" in result.output
     name = re.search(r"search (tiny-confirm[-\d]*): ", result.output)
     assert name is not None
+    # 3 equally long runs on 2 CPUs: all at once, no core idle while the third runs alone
+    assert "3 of the 3 runs at once, 0.6666 CPU each (resources.cpus_per_trial 1)" in result.output
+    saved = yaml.safe_load((search["storage"] / name.group(1) / "search.yaml").read_text())
+    assert saved["spec"]["resources"]["cpus_per_trial"] == 0.6666
     params = [
         json.loads(p.read_text())
         for p in (search["storage"] / name.group(1)).glob("trial_*/params.json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 from collections.abc import Callable
@@ -223,3 +224,41 @@ def check_gpus(gpus: int | None, address: str | None) -> int | None:
 
 def _reason(exc: OSError) -> str:
     return exc.strerror or exc.__class__.__name__
+
+
+def spread_runs(spec: SearchSpec, largest: tuple[Footprint, int], echo: Echo) -> SearchSpec:
+    """A confirmation's resources on the Ray started here. Its runs are equally long, so a last
+    round with fewer runs than the CPUs hold leaves cores idle while one run trains alone:
+    3 runs on 2 CPUs run all at once on 2/3 of a CPU each, not 2 and then 1 alone, and runs
+    fewer than the CPUs get more threads each. Trials on GPUs keep the file's resources, and
+    so does a spread whose runs at once would not fit in memory."""
+    import ray
+
+    resources = ray.cluster_resources()
+    if spec.resources.gpus_per_trial and resources.get("GPU"):
+        return spec
+    cpus, runs = resources.get("CPU", 1.0), largest[1]
+    share = cpus_per_run(runs, cpus, spec.resources.cpus_per_trial)
+    if share == spec.resources.cpus_per_trial:
+        return spec
+    spread = spec.model_copy(
+        update={"resources": spec.resources.model_copy(update={"cpus_per_trial": share})}
+    )
+    if trial_memory_problem(spread, *largest, resources.get("memory", 0.0), cpus, "Ray"):
+        return spec
+    at_once = min(runs, int(cpus // share))
+    echo(
+        f"{at_once} of the {runs} runs at once, {share:.4g} CPU each (resources.cpus_per_trial "
+        f"{spec.resources.cpus_per_trial:g}), so that no core waits idle"
+    )
+    return spread
+
+
+def cpus_per_run(runs: int, cpus: float, asked: float) -> float:
+    """The CPUs each of ``runs`` equally long runs gets so that ``cpus`` finish them soonest:
+    as many rounds as whole rounds of ``asked`` CPUs a run fill (at least one), their runs
+    spread evenly over all the CPUs. Ray takes whole numbers above 1 CPU."""
+    rounds = max(1, runs // max(1, int(cpus // asked)))
+    at_once = math.ceil(runs / rounds)
+    share = cpus / at_once
+    return float(math.floor(share)) if share >= 1 else math.floor(share * 1e4) / 1e4

@@ -1,7 +1,8 @@
 """A validated spec -> a Ray Tune search: data in the object store, the Tuner, tracking callbacks.
 
 ``run_search`` prepares what the trials share (``inputs.py``: the images checked and decoded
-once per input size, the largest trial's memory), starts (or joins) Ray, runs the Tuner with
+once per input size, the largest trial's memory), starts (or joins) Ray (spreading a confirmation's
+equally long runs over its CPUs: ``cluster.spread_runs``), runs the Tuner with
 ASHA and the chosen sampler, tracks every trial in MLflow from the driver, and ends every MLflow
 run whatever happens. The Tuner itself is built in ``build.py``; the ``tune`` package is the
 only place skinsearch uses Ray.
@@ -14,7 +15,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from skinsearch.store.trials import read_trial
 from skinsearch.tracking.client import check_tracking_uri, default_tracking_uri
 from skinsearch.tracking.runs import SearchTracker
 from skinsearch.tune.build import TunerInputs, build_tuner
-from skinsearch.tune.cluster import check_address, check_dashboard_host, start_ray
+from skinsearch.tune.cluster import check_address, check_dashboard_host, spread_runs, start_ray
 from skinsearch.tune.inputs import (
     check_split,
     decode,
@@ -138,6 +139,8 @@ def _run_search(spec: SearchSpec, options: RunOptions, echo: Echo) -> SearchOutc
         if held:
             outcome.signal = held[0]
             raise KeyboardInterrupt
+        if options.confirms is not None and options.address is None:
+            plan = outcome.plan = replace(plan, spec=spread_runs(spec, largest, echo))
         refs = put(datasets, len(files.train) + len(files.val), options.folds, echo)
         weight_refs = put_weights(weights, spec.model, echo)
         del datasets, weights  # the object store holds the one copy
