@@ -59,36 +59,29 @@ def train_run(model_name: str, size: int, steps: int, threads: int) -> float:
 
 
 def _worker(args: argparse.Namespace, threads: int, todo: Any, ready: Any, done: Any) -> None:
-    """A trial actor: ready once imported, then runs from ``todo`` until none is left."""
-    import queue
-
+    """A trial actor: ready once imported, then the runs from ``todo`` up to its ``None``."""
     # imported before the clock starts, as a reused actor has them
     import torch  # noqa: F401
 
     import skinsearch.models  # noqa: F401
 
     ready.wait()
-    while True:
-        try:
-            todo.get_nowait()
-        except queue.Empty:
-            return
+    while todo.get() is not None:  # a blocking get: a non-blocking one fails while another reads
         try:
             done.put(train_run(args.model, args.size, args.steps, threads))
         except Exception as exc:  # the parent says what failed instead of waiting forever
             done.put(f"{exc.__class__.__name__}: {exc}")
 
 
-def schedule(runs: int, cpus: int, share: float, args: argparse.Namespace) -> float:
+def schedule(runs: int, cpus: int, share: float, args: argparse.Namespace) -> tuple[float, float]:
     """Wall seconds of ``runs`` runs with ``share`` CPUs each on ``cpus`` CPUs, from the moment
-    every worker is ready."""
+    every worker is ready, and a run's mean seconds of training."""
     at_once = min(runs, int(cpus // share))
     threads = max(1, math.floor(share))
     spawn = multiprocessing.get_context("spawn")
     todo, done, ready = spawn.Queue(), spawn.Queue(), spawn.Barrier(at_once + 1)
-    for run in range(runs):
+    for run in [*range(runs), *[None] * at_once]:  # then one None for each worker to stop
         todo.put(run)
-    time.sleep(0.5)  # the queue's feeder thread has put every run
     workers = [
         spawn.Process(target=_worker, args=(args, threads, todo, ready, done))
         for _ in range(at_once)
@@ -97,14 +90,16 @@ def schedule(runs: int, cpus: int, share: float, args: argparse.Namespace) -> fl
         worker.start()
     ready.wait()
     started = time.perf_counter()
+    trained = []  # each run's own seconds of training
     for _ in range(runs):
         seconds = done.get()
         if isinstance(seconds, str):
             raise SystemExit(f"a run failed: {seconds}")
+        trained.append(seconds)
     wall = time.perf_counter() - started
     for worker in workers:
         worker.join()
-    return wall
+    return wall, sum(trained) / runs
 
 
 def main() -> None:
@@ -130,19 +125,26 @@ def main() -> None:
         f"batch {BATCH}, on {args.cpus} CPUs (cpus_per_trial {args.cpus_per_trial:g})"
     )
     walls: dict[str, list[float]] = {name: [] for name in cases}
+    per_run: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(args.repeats):
         for name, share in cases.items():
-            walls[name].append(schedule(args.runs, args.cpus, share, args))
+            wall, run = schedule(args.runs, args.cpus, share, args)
+            walls[name].append(wall)
+            per_run[name].append(run)
     base = min(walls["rounds (the file's resources)"])
-    print("| schedule | CPUs each | at once | threads each | rounds | wall s (best) | x rounds |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| schedule | CPUs each | at once | threads each | rounds | wall s (best; each) "
+        "| a run's training s (mean) | x rounds |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for name, share in cases.items():
         at_once = min(args.runs, int(args.cpus // share))
         best = min(walls[name])
         print(
             f"| {name} | {share:.4g} | {at_once} | {max(1, math.floor(share))} | "
             f"{math.ceil(args.runs / at_once)} | {best:.1f} "
-            f"({', '.join(f'{w:.1f}' for w in walls[name])}) | {base / best:.2f} |"
+            f"({', '.join(f'{w:.1f}' for w in walls[name])}) | "
+            f"{sum(per_run[name]) / len(per_run[name]):.1f} | {base / best:.2f} |"
         )
 
 
