@@ -44,7 +44,7 @@ SPEC_CASES = {
     "hyperparameter not valid for the model": (
         OK + "  channels: [8, 16]\n",
         "{file}: params.channels: not a hyperparameter of model 'mlp' (it takes: activation, "
-        "affine, batch_size, batchnorm, colour, dropout, hflip, hidden_sizes, init, input_size, "
+        "affine, batch_size, batchnorm, colour, dropout, ema, hflip, hidden_sizes, init, input_size, "
         "lr, momentum, optimizer, rbcontrast, rotate90, schedule, vflip, warmup_epochs, weight_decay)",
     ),
     "empty grid": (

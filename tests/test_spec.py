@@ -188,15 +188,15 @@ BAD = [
         BASE.format(model="mlp") + "params:\n  momentun: 0.9\n",
         [
             "params.momentun: unknown hyperparameter (valid for mlp: activation, affine, batch_size, batchnorm, colour, "
-            "dropout, hflip, hidden_sizes, init, input_size, lr, momentum, optimizer, rbcontrast, rotate90, schedule, "
-            "vflip, warmup_epochs, weight_decay)"
+            "dropout, ema, hflip, hidden_sizes, init, input_size, lr, momentum, optimizer, rbcontrast, rotate90, "
+            "schedule, vflip, warmup_epochs, weight_decay)"
         ],
     ),
     (
         BASE.format(model="mlp") + "params:\n  channels: [32, 64]\n",
         [
             "params.channels: not a hyperparameter of model 'mlp' (it takes: activation, affine, batch_size, batchnorm, "
-            "colour, dropout, hflip, hidden_sizes, init, input_size, lr, momentum, optimizer, rbcontrast, rotate90, "
+            "colour, dropout, ema, hflip, hidden_sizes, init, input_size, lr, momentum, optimizer, rbcontrast, rotate90, "
             "schedule, vflip, warmup_epochs, weight_decay)"
         ],
     ),

@@ -42,9 +42,19 @@ def test_a_trial_learns_the_tiny_set(data: DecodedData) -> None:
     }
 
 
-def test_resuming_from_a_checkpoint_continues_exactly(data: DecodedData, tmp_path: Path) -> None:
+@pytest.mark.parametrize("averaged", [{}, {"ema": 0.9, "batchnorm": True}], ids=["plain", "ema"])
+def test_resuming_from_a_checkpoint_continues_exactly(
+    data: DecodedData, tmp_path: Path, averaged: dict[str, object]
+) -> None:
     hp = HParams(
-        input_size=24, hidden_sizes=[32], lr=1e-3, hflip=0.5, rbcontrast=0.5, affine=0.5, seed=3
+        input_size=24,
+        hidden_sizes=[32],
+        lr=1e-3,
+        hflip=0.5,
+        rbcontrast=0.5,
+        affine=0.5,
+        seed=3,
+        **averaged,  # type: ignore[arg-type]
     )
     train = TrainSpec(max_epochs=4)
     straight = Trainer("mlp", hp, train, data, "cpu")
@@ -133,6 +143,43 @@ def test_checkpoint_describes_itself(data: DecodedData, tmp_path: Path) -> None:
     assert state["preprocessing"]["resize"] == [24, 24]
     weights = torch.load(tmp_path / "model.pt", weights_only=True)
     assert any(k.endswith("weight") for k in weights)
+
+
+def test_ema_averages_every_step_and_is_what_is_evaluated_and_saved(
+    data: DecodedData, tmp_path: Path
+) -> None:
+    from skinsearch.training.optim import build_ema
+
+    # by hand: a copy at the first update, then a step of 1 - min(decay, (1 + n) / (10 + n))
+    # towards the model after n updates
+    model = torch.nn.Linear(2, 1)
+    ema = build_ema(model, HParams(ema=0.5))
+    assert ema is not None and build_ema(model, HParams()) is None
+    expected = 0.0
+    for n, value in enumerate([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]):
+        with torch.no_grad():
+            model.bias.fill_(value)
+        ema.update_parameters(model)
+        step = 1.0 if n == 0 else 1.0 - min(0.5, (1 + n) / (10 + n))
+        expected += (value - expected) * step
+        assert ema.module.bias.item() == pytest.approx(expected)
+
+    hp = HParams(input_size=24, channels=[4], batchnorm=True, ema=0.99, lr=3e-3)
+    trainer = Trainer("cnn", hp, TrainSpec(max_epochs=2), data, "cpu")
+    result = trainer.fit_epoch()
+    assert trainer.ema is not None and int(trainer.ema.n_averaged) == -(-len(data.y_train) // 32)
+    live, averaged = trainer.model.state_dict(), trainer.evaluated.state_dict()
+    assert any(not torch.equal(live[k], averaged[k]) for k in live if k.endswith("running_mean"))
+    trainer.save(tmp_path, result)
+    saved = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert saved.keys() == averaged.keys()
+    assert all(torch.equal(v, averaged[k]) for k, v in saved.items())
+    # what was evaluated is what a model rebuilt from model.pt predicts, and not the live weights
+    rebuilt = Trainer("cnn", hp.model_copy(update={"ema": 0.0}), TrainSpec(), data, "cpu")
+    rebuilt.model.load_state_dict(saved)
+    assert np.allclose(rebuilt.predict_proba(data.x_val), trainer.predict_proba(data.x_val))
+    rebuilt.model.load_state_dict(live)
+    assert not np.allclose(rebuilt.predict_proba(data.x_val), trainer.predict_proba(data.x_val))
 
 
 def test_a_cuda_oom_ends_the_trial_with_a_reason_and_a_fix() -> None:

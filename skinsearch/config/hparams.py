@@ -41,6 +41,9 @@ class HParams(BaseModel):
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     schedule: Literal["constant", "cosine", "step"] = "constant"  # learning rate over epochs
     warmup_epochs: int = Field(0, ge=0)  # linear ramp of the learning rate from lr/warmup
+    # decay per step of an exponential moving average of the weights, which is what is then
+    # evaluated, checkpointed and exported; 0: off (0.999 averages over about 1,000 steps)
+    ema: float = Field(0.0, ge=0.0, lt=1.0)
     # input and augmentation (probabilities per image)
     input_size: int = Field(64, ge=8, le=1024)  # images are resized to input_size x input_size
     hflip: Probability = 0.0
@@ -67,7 +70,17 @@ class HParams(BaseModel):
 #: Hyperparameters every model takes.
 COMMON_HPARAMS = frozenset(
     {"lr", "batch_size", "optimizer", "momentum", "weight_decay", "dropout", "input_size"}
-    | {"schedule", "warmup_epochs", "hflip", "vflip", "rotate90", "rbcontrast", "affine", "colour"}
+    | {
+        "schedule",
+        "warmup_epochs",
+        "ema",
+        "hflip",
+        "vflip",
+        "rotate90",
+        "rbcontrast",
+        "affine",
+        "colour",
+    }
 )
 
 #: Hyperparameters that must take a discrete set of values, with the reason.

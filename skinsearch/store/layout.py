@@ -5,7 +5,8 @@ folder holds ``search.yaml`` (the resolved spec and how the search was started),
 one ``trial_*`` folder per trial, ``confirmation.json`` once it was confirmed, and
 ``test_evaluation.json`` once a model exported from it was scored on its held-out test split. A trial folder
 holds Tune's ``params.json`` and ``result.json`` and ``checkpoint_*`` folders, each with a
-``state.json`` that describes it, the model and the optimizer.
+``state.json`` that describes it, the model and the optimizer (and, for a trial that averages its
+weights, the weights being trained).
 """
 
 SEARCH_FILE = "search.yaml"
@@ -14,3 +15,6 @@ HELD_OUT_FILE = "test_evaluation.json"  # in the folder of the search a bundle w
 STATE_FILE = "state.json"  # in each checkpoint: epoch, metrics, hyperparameters, evaluation
 MODEL_FILE = "model.pt"
 OPTIMIZER_FILE = "optimizer.pt"
+TRAINING_MODEL_FILE = (
+    "training_model.pt"  # with ema: the weights being trained (model.pt: the average)
+)

@@ -73,6 +73,7 @@ class CheckpointState(BaseModel):
     best: float | None  # the best score so far on the search's metric
     best_epoch: int
     bad_epochs: int  # epochs since the best, for patience
+    ema_updates: int = 0  # optimizer steps in the moving average of the weights (hp.ema)
     metrics: dict[str, float | None]  # this epoch's; None for an undefined one (AUC, one class)
     evaluation: dict[str, Any]  # ``metrics.Evaluation`` as a dict
     model: str

@@ -1,5 +1,6 @@
 """Optimizers and learning-rate schedules by name: what ``optimizer:`` and ``schedule:`` in a
-search space choose. Adding one is one registered function here and its name in ``HParams``."""
+search space choose. Adding one is one registered function here and its name in ``HParams``.
+Also the moving average of the weights that ``ema:`` asks for."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
+from torch.optim.swa_utils import AveragedModel
 
 from skinsearch._registry import Registry
 from skinsearch.config.hparams import HParams
@@ -71,3 +73,29 @@ def lr_factor(hp: HParams, epoch: int, max_epochs: int) -> float:
         return epoch / (hp.warmup_epochs + 1)
     done, span = epoch - hp.warmup_epochs - 1, max(1, max_epochs - hp.warmup_epochs)
     return SCHEDULES[hp.schedule](done, span)
+
+
+def build_ema(model: torch.nn.Module, hp: HParams) -> AveragedModel | None:
+    """An exponential moving average of ``model``'s weights and BatchNorm statistics, updated
+    by ``update_parameters(model)`` after each optimizer step; None when ``hp.ema`` is 0.
+
+    The decay ramps up as ``(1 + n) / (10 + n)`` after ``n`` updates until it reaches
+    ``hp.ema`` (as in timm's ``ModelEmaV3``), so the early average is not held back by the
+    untrained head it started from.
+    """
+    if hp.ema == 0.0:
+        return None
+    decay = hp.ema
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor) -> None:
+        # a tensor, so that a GPU is not made to wait for the count at every step
+        weight = 1.0 - ((1.0 + n) / (10.0 + n)).clamp(max=decay)
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, weight)
+        else:  # BatchNorm's batch counters: the latest
+            for a, c in zip(averaged, current, strict=True):
+                a.copy_(c)
+
+    ema = AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+    return ema.eval()

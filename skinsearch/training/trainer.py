@@ -34,10 +34,10 @@ from skinsearch.models._registry import (
     weights_source,
 )
 from skinsearch.models.backbone import BackboneClassifier
-from skinsearch.store.layout import MODEL_FILE, OPTIMIZER_FILE, STATE_FILE
+from skinsearch.store.layout import MODEL_FILE, OPTIMIZER_FILE, STATE_FILE, TRAINING_MODEL_FILE
 from skinsearch.store.records import CheckpointState
 from skinsearch.training.metrics import Evaluation, evaluate
-from skinsearch.training.optim import build_optimizer, lr_factor
+from skinsearch.training.optim import build_ema, build_optimizer, lr_factor
 
 EVAL_BATCH = 256
 
@@ -90,6 +90,7 @@ class Trainer:
             start = read_weights(model_name, source)
         self.model = build_model(model_name, hp, data.size, n_classes, start).to(self.device)
         self.optimizer = build_optimizer(self.model, hp)
+        self.ema = build_ema(self.model, hp)  # with hp.ema: the weights that are evaluated
         weight = (
             _class_weights(data.y_train, n_classes) if train.class_weights == "balanced" else None
         )
@@ -151,24 +152,37 @@ class Trainer:
             return "early_stopped"
         return None
 
-    def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        """Class probabilities for ``(N, H, W, 3)`` uint8 images."""
+    @property
+    def evaluated(self) -> nn.Module:
+        """The model that is evaluated, checkpointed and exported: the moving average of the
+        weights with ``ema``, else the model being trained."""
+        return self.model if self.ema is None else self.ema.module
+
+    def predict_proba(self, images: np.ndarray, model: nn.Module | None = None) -> np.ndarray:
+        """Class probabilities for ``(N, H, W, 3)`` uint8 images, from the evaluated model or
+        from ``model`` with the same preprocessing."""
         return self._proba(
-            self._on_device(images[start : start + EVAL_BATCH])
-            for start in range(0, len(images), EVAL_BATCH)
+            (
+                self._on_device(images[start : start + EVAL_BATCH])
+                for start in range(0, len(images), EVAL_BATCH)
+            ),
+            model,
         )
 
     def save(self, folder: str | Path, result: EpochResult) -> None:
         """Write a self-describing checkpoint: weights, optimizer, loop state, this epoch's
         metrics and evaluation, and what is needed to rebuild the model."""
         folder = Path(folder)
-        torch.save(self.model.state_dict(), folder / MODEL_FILE)
+        torch.save(self.evaluated.state_dict(), folder / MODEL_FILE)
         torch.save(self.optimizer.state_dict(), folder / OPTIMIZER_FILE)
+        if self.ema is not None:
+            torch.save(self.model.state_dict(), folder / TRAINING_MODEL_FILE)
         state = {
             "epoch": self.epoch,
             "best": self.best,
             "best_epoch": self.best_epoch,
             "bad_epochs": self.bad_epochs,
+            "ema_updates": 0 if self.ema is None else int(self.ema.n_averaged),
             "metrics": result.metrics,
             "evaluation": dataclasses.asdict(result.evaluation),
             "model": self.model_name,
@@ -184,9 +198,16 @@ class Trainer:
         """Resume from a checkpoint written by ``save``; returns that epoch's metrics."""
         folder = Path(folder)
         state = CheckpointState.model_validate_json((folder / STATE_FILE).read_text())
-        self.model.load_state_dict(
+        self.evaluated.load_state_dict(
             torch.load(folder / MODEL_FILE, map_location=self.device, weights_only=True)
         )
+        if self.ema is not None:
+            self.model.load_state_dict(
+                torch.load(
+                    folder / TRAINING_MODEL_FILE, map_location=self.device, weights_only=True
+                )
+            )
+            self.ema.n_averaged.fill_(state.ema_updates)
         self.optimizer.load_state_dict(
             torch.load(folder / OPTIMIZER_FILE, map_location=self.device, weights_only=True)
         )
@@ -221,6 +242,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.model)
             total_loss += loss.detach() * len(idx)
             correct += (logits.argmax(1) == targets).sum()
         mean_loss = total_loss.item() / len(order)
@@ -239,11 +262,11 @@ class Trainer:
         nll = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))
         return float(nll.mean()), evaluate(labels, probs, self.data.class_names)
 
-    def _proba(self, batches: Iterable[torch.Tensor]) -> np.ndarray:
+    def _proba(self, batches: Iterable[torch.Tensor], model: nn.Module | None = None) -> np.ndarray:
         # uint8 NHWC batches on the device -> probabilities, moved to the host once
-        self.model.eval()
+        model = (model or self.evaluated).eval()
         with torch.inference_mode(), self._autocast():
-            probs = [tta_proba(self.model, self._input(b), self.train.tta) for b in batches]
+            probs = [tta_proba(model, self._input(b), self.train.tta) for b in batches]
         return torch.cat(probs).cpu().numpy()
 
     def _input(self, images: torch.Tensor, train: bool = False) -> torch.Tensor:
