@@ -63,6 +63,8 @@ def train_seed(
             probs = trainer.predict_proba(decoded.x_val, average.module)  # type: ignore[union-attr]
             scores = evaluate(decoded.y_val, probs, decoded.class_names).metrics("val_")
             curves[decay].append({"epoch": float(result.epoch), **scores})
+        figures = ", ".join(f"{d:g} {c[-1][spec.train.metric]:.3f}" for d, c in curves.items())
+        print(f"seed {seed} epoch {result.epoch}: {spec.train.metric} {figures}", flush=True)
         if result.stop_reason:
             return curves
 
