@@ -32,6 +32,7 @@ def train_seed(
     space: Path, data: Path, epochs: int | None, seed: int, decays: list[float]
 ) -> dict[float, list[dict[str, float]]]:
     """Train the file's one configuration with ``seed``; each decay's metrics at every epoch."""
+    import numpy as np
     import torch
 
     from skinsearch.data import decode_dataset, scan_dataset
@@ -62,7 +63,9 @@ def train_seed(
         for decay, average in averages.items():
             probs = trainer.predict_proba(decoded.x_val, average.module)  # type: ignore[union-attr]
             scores = evaluate(decoded.y_val, probs, decoded.class_names).metrics("val_")
-            curves[decay].append({"epoch": float(result.epoch), **scores})
+            picked = probs[np.arange(len(decoded.y_val)), decoded.y_val]
+            loss = float(-np.log(np.clip(picked, 1e-12, None)).mean())
+            curves[decay].append({"epoch": float(result.epoch), "val_loss": loss, **scores})
         figures = ", ".join(f"{d:g} {c[-1][spec.train.metric]:.3f}" for d, c in curves.items())
         print(f"seed {seed} epoch {result.epoch}: {spec.train.metric} {figures}", flush=True)
         if result.stop_reason:

@@ -12,6 +12,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
 import confirm_rounds  # noqa: E402
+import ema  # noqa: E402
 import gpu_variants  # noqa: E402
 import precision  # noqa: E402
 from _common import bench_spec  # noqa: E402
@@ -114,3 +115,40 @@ def test_the_confirmation_benchmark_runs_every_run_in_both_schedules() -> None:
         wall, run = confirm_rounds.schedule(3, 2, share, args)  # returns once all 3 ran
         assert wall > 0 and run > 0
     assert confirm_rounds.train_run("cnn", 32, 2, threads=1) > 0
+
+
+EMA_SPACE = """
+name: tiny_ema
+model: cnn
+data: {path: builtin:synthetic}
+train: {max_epochs: 2, metric: val_balanced_acc}
+search: {sampler: grid}
+scheduler: none
+params: {input_size: 24, channels: [8], batchnorm: true, lr: 3.0e-3, hflip: 0.5}
+"""
+
+
+def test_the_ema_benchmark_averages_one_run_as_a_trial_with_ema_would(
+    tmp_path: Path, tiny_images: Path
+) -> None:
+    from skinsearch.config.hparams import HParams
+    from skinsearch.config.spec import TrainSpec
+    from skinsearch.data import decode_dataset, scan_dataset
+    from skinsearch.training.trainer import Trainer
+
+    space = tmp_path / "space.yaml"
+    space.write_text(EMA_SPACE)
+    curves = ema.train_seed(space, tiny_images, None, seed=5, decays=[0.9])
+    assert [len(c) for c in curves.values()] == [2, 2]
+    # the baseline is the run as trained, and each average is what a trial with that ema scores
+    data = decode_dataset(scan_dataset(tiny_images), [24])[24]
+    hp = HParams(input_size=24, channels=[8], batchnorm=True, lr=3e-3, hflip=0.5, seed=5)
+    train = TrainSpec(max_epochs=2, metric="val_balanced_acc")
+    for decay, curve in curves.items():
+        trainer = Trainer("cnn", hp.model_copy(update={"ema": decay}), train, data, "cpu")
+        for want in curve:
+            got = trainer.fit_epoch().metrics
+            assert got["val_balanced_acc"] == pytest.approx(want["val_balanced_acc"])
+            assert got["val_loss"] == pytest.approx(want["val_loss"], rel=1e-5)
+    assert curves[0.0][-1]["val_loss"] != pytest.approx(curves[0.9][-1]["val_loss"], rel=1e-5)
+    assert ema.best([{"epoch": 1.0, "m": 0.5}, {"epoch": 2.0, "m": 0.5}], "m") == (1, 0.5)

@@ -185,6 +185,7 @@ params:
   lr: 0.001
   freeze_epochs: 0
   backbone_lr_mult: {{grid: [0.1, 1.0]}}
+  ema: 0.9
 """
 
 
@@ -229,3 +230,14 @@ def test_a_pretrained_search_exports_a_bundle_that_predicts_what_its_weights_say
         np.testing.assert_allclose(scripted(x).numpy(), logits.numpy(), atol=1e-4)
     got = np.array([list(p.probabilities.values()) for p in predicted])
     np.testing.assert_allclose(got, expected, atol=1e-5)
+    # the trials average their weights (ema): the bundle holds the average, which is what the
+    # trial evaluated, so its val loss is the one the trial reported
+    classes = json.loads((bundle / "classes.json").read_text())
+    val = [(i, classes.index(c.name)) for c in (tiny_images / "val").iterdir() for i in c.iterdir()]
+    batch = torch.from_numpy(np.stack([load_image(i, [64])[0] for i, _ in val]))
+    x = (batch.permute(0, 3, 1, 2).float() / 255 - 127 / 255) / (128 / 255)
+    with torch.inference_mode():
+        probs = torch.softmax(model(x), dim=1).numpy()
+    nll = -np.log(probs[np.arange(len(val)), [label for _, label in val]]).mean()
+    reported = json.loads((bundle / "metrics.json").read_text())["val_loss"]
+    assert nll == pytest.approx(reported, abs=1e-4)
