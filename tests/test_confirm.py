@@ -12,7 +12,7 @@ from skinsearch.config.spec import loads_spec
 from skinsearch.results.confirm import _started_for
 from skinsearch.store.searches import save_search_file, unfinished_confirmation
 from skinsearch.store.storage import Storage
-from skinsearch.tune.cluster import cpus_per_run
+from skinsearch.tune.cluster import cpus_per_run, spread_line
 
 SPEC = loads_spec("name: s\nmodel: mlp\nparams:\n  lr: {grid: [0.001, 0.01]}\n")
 
@@ -61,3 +61,10 @@ def test_equally_long_runs_share_the_cpus_without_an_idle_last_round(
     at_once = min(runs, int(cpus // got))
     assert (got, -(-runs // at_once)) == (share, rounds)
     assert at_once * got <= cpus  # Ray can place every run of a round
+
+
+def test_the_spread_says_what_it_did_in_plain_words() -> None:
+    tail = "(resources.cpus_per_trial 1), so that no core waits idle"
+    assert spread_line(3, 3, 0.6666, 1) == f"all 3 runs at once, 0.6666 CPU each {tail}"
+    assert spread_line(9, 3, 0.6666, 1) == f"3 of the 9 runs at once, 0.6666 CPU each {tail}"
+    assert spread_line(1, 1, 2.0, 1) == f"its one run on 2 CPUs {tail}"

@@ -310,7 +310,7 @@ def test_best_confirm_with_folds_validates_on_every_split(search: dict[str, Any]
     name = re.search(r"search (tiny-confirm[-\d]*): ", result.output)
     assert name is not None
     # 3 equally long runs on 2 CPUs: all at once, no core idle while the third runs alone
-    assert "3 of the 3 runs at once, 0.6666 CPU each (resources.cpus_per_trial 1)" in result.output
+    assert "all 3 runs at once, 0.6666 CPU each (resources.cpus_per_trial 1)" in result.output
     saved = yaml.safe_load((search["storage"] / name.group(1) / "search.yaml").read_text())
     assert saved["spec"]["resources"]["cpus_per_trial"] == 0.6666
     params = [

@@ -246,12 +246,19 @@ def spread_runs(spec: SearchSpec, largest: tuple[Footprint, int], echo: Echo) ->
     )
     if trial_memory_problem(spread, *largest, resources.get("memory", 0.0), cpus, "Ray"):
         return spec
-    at_once = min(runs, int(cpus // share))
-    echo(
-        f"{at_once} of the {runs} runs at once, {share:.4g} CPU each (resources.cpus_per_trial "
-        f"{spec.resources.cpus_per_trial:g}), so that no core waits idle"
-    )
+    echo(spread_line(runs, min(runs, int(cpus // share)), share, spec.resources.cpus_per_trial))
     return spread
+
+
+def spread_line(runs: int, at_once: int, share: float, asked: float) -> str:
+    """What ``spread_runs`` tells the user it did."""
+    if runs == 1:
+        who = f"its one run on {share:.4g} CPUs"
+    elif at_once == runs:
+        who = f"all {runs} runs at once, {share:.4g} CPU each"
+    else:
+        who = f"{at_once} of the {runs} runs at once, {share:.4g} CPU each"
+    return f"{who} (resources.cpus_per_trial {asked:g}), so that no core waits idle"
 
 
 def cpus_per_run(runs: int, cpus: float, asked: float) -> float:
