@@ -79,9 +79,10 @@ def build_ema(model: torch.nn.Module, hp: HParams) -> AveragedModel | None:
     """An exponential moving average of ``model``'s weights and BatchNorm statistics, updated
     by ``update_parameters(model)`` after each optimizer step; None when ``hp.ema`` is 0.
 
-    The decay ramps up as ``(1 + n) / (10 + n)`` after ``n`` updates until it reaches
-    ``hp.ema`` (as in timm's ``ModelEmaV3``), so the early average is not held back by the
-    untrained head it started from.
+    The decay after ``n`` updates is ``min(hp.ema, (1 + n) / (10 + n))``, as TensorFlow's
+    ``ExponentialMovingAverage`` with ``num_updates``: the average spans about the last ninth
+    of the steps so far until the ramp reaches ``hp.ema`` (0.99 after about 900 steps), so the
+    early average is not held back by the untrained head it started from.
     """
     if hp.ema == 0.0:
         return None
