@@ -16,6 +16,7 @@ from skinsearch.config.hparams import HParams
 
 #: the parameters, or parameter groups (dicts with "params" and the group's own settings)
 Params = Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]]
+Tensors = tuple[torch.Tensor, ...] | list[torch.Tensor]
 OptimizerBuilder = Callable[[Params, HParams], torch.optim.Optimizer]
 #: ``schedule(done, span)``: the learning rate after warm-up as a fraction of ``lr``, ``done``
 #: epochs into the ``span`` that follow the warm-up
@@ -89,11 +90,13 @@ def build_ema(model: torch.nn.Module, hp: HParams) -> AveragedModel | None:
     decay = hp.ema
 
     @torch.no_grad()
-    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor) -> None:
-        # a tensor, so that a GPU is not made to wait for the count at every step
-        weight = 1.0 - ((1.0 + n) / (10.0 + n)).clamp(max=decay)
+    def update(averaged: Tensors, current: Tensors, n: torch.Tensor | int) -> None:
+        # a tensor on the count's device, so that a GPU is not made to wait for it every step
+        count = torch.as_tensor(n)
+        weight = 1.0 - ((1.0 + count) / (10.0 + count)).clamp(max=decay)
         if torch.is_floating_point(averaged[0]):
-            torch._foreach_lerp_(averaged, current, weight)
+            # torch's stubs lack the 0-dim tensor weight that lerp takes
+            torch._foreach_lerp_(averaged, current, weight)  # type: ignore[call-overload]
         else:  # BatchNorm's batch counters: the latest
             for a, c in zip(averaged, current, strict=True):
                 a.copy_(c)
