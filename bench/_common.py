@@ -7,12 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
 
 from skinsearch.config import space
 from skinsearch.config.spec import SearchSpec, parse_spec
 from skinsearch.data.decode import _channel_stats, load_image
 from skinsearch.data.folders import DatasetFiles
+from skinsearch.models import build_model, hparams_class
+from skinsearch.models._registry import read_weights, weights_source
 
 
 def slice_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,3 +53,13 @@ def channel_stats(files: DatasetFiles, size: int) -> tuple[list[float], list[flo
     """The train set's per-channel mean and std at ``size``, as skinsearch computes them."""
     images = np.stack([load_image(path, [size])[0] for path, _ in files.train])
     return _channel_stats(images)
+
+
+def bench_model(name: str, size: int, classes: int = 8) -> torch.nn.Module:
+    """A registered model at ``size`` px as a trial builds it, seeded, from its packaged
+    weights where it has them."""
+    hp = hparams_class(name)(input_size=size, seed=0)
+    torch.manual_seed(0)
+    source = weights_source(name, hp)
+    start = read_weights(name, source) if source is not None else None
+    return build_model(name, hp, size, classes, start=start)

@@ -30,10 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import bench_model
 from precision import bf16_native
-
-from skinsearch.models import build_model, hparams_class
-from skinsearch.models._registry import read_weights, weights_source
 
 MODELS = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 VARIANTS = (
@@ -51,11 +49,7 @@ def _label(precision: str, channels_last: bool) -> str:
 
 def _step_runner(name: str, size: int, precision: str, channels_last: bool) -> Any:
     """A function that runs ``n`` train steps of one variant and returns their seconds."""
-    hp = hparams_class(name)(input_size=size, seed=0)
-    torch.manual_seed(0)
-    source = weights_source(name, hp)
-    assert source is not None, f"{name} has no packaged weights"
-    model = build_model(name, hp, size, 8, start=read_weights(name, source))
+    model = bench_model(name, size)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     model.train()

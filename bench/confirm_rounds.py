@@ -35,16 +35,10 @@ BATCH = 32
 def train_run(model_name: str, size: int, steps: int, threads: int) -> float:
     """One run: build the model, train ``steps`` steps; its seconds of training."""
     import torch
-
-    from skinsearch.models import build_model, hparams_class
-    from skinsearch.models._registry import read_weights, weights_source
+    from _common import bench_model
 
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    hp = hparams_class(model_name)(input_size=size, seed=0)
-    source = weights_source(model_name, hp)
-    start = read_weights(model_name, source) if source is not None else None
-    model = build_model(model_name, hp, size, 8, start=start)
+    model = bench_model(model_name, size)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.rand(BATCH, 3, size, size)
@@ -61,9 +55,8 @@ def train_run(model_name: str, size: int, steps: int, threads: int) -> float:
 def _worker(args: argparse.Namespace, threads: int, todo: Any, ready: Any, done: Any) -> None:
     """A trial actor: ready once imported, then the runs from ``todo`` up to its ``None``."""
     # imported before the clock starts, as a reused actor has them
+    import _common  # noqa: F401  (and skinsearch's models)
     import torch  # noqa: F401
-
-    import skinsearch.models  # noqa: F401
 
     ready.wait()
     while todo.get() is not None:  # a blocking get: a non-blocking one fails while another reads
