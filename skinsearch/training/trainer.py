@@ -264,7 +264,7 @@ class Trainer:
 
     def _proba(self, batches: Iterable[torch.Tensor], model: nn.Module | None = None) -> np.ndarray:
         # uint8 NHWC batches on the device -> probabilities, moved to the host once
-        model = (model or self.evaluated).eval()
+        model = (self.evaluated if model is None else model).eval()
         with torch.inference_mode(), self._autocast():
             probs = [tta_proba(model, self._input(b), self.train.tta) for b in batches]
         return torch.cat(probs).cpu().numpy()
