@@ -32,12 +32,10 @@ def train_seed(
     space: Path, data: Path, epochs: int | None, seed: int, decays: list[float]
 ) -> dict[float, list[dict[str, float]]]:
     """Train the file's one configuration with ``seed``; each decay's metrics at every epoch."""
-    import numpy as np
     import torch
 
     from skinsearch.data import decode_dataset, scan_dataset
     from skinsearch.models import hparams_class
-    from skinsearch.training.metrics import evaluate
     from skinsearch.training.optim import build_ema
     from skinsearch.training.trainer import Trainer
 
@@ -61,11 +59,9 @@ def train_seed(
         result = trainer.fit_epoch()
         curves[BASELINE].append(result.metrics)
         for decay, average in averages.items():
-            probs = trainer.predict_proba(decoded.x_val, average.module)  # type: ignore[union-attr]
-            scores = evaluate(decoded.y_val, probs, decoded.class_names).metrics("val_")
-            picked = probs[np.arange(len(decoded.y_val)), decoded.y_val]
-            loss = float(-np.log(np.clip(picked, 1e-12, None)).mean())
-            curves[decay].append({"epoch": float(result.epoch), "val_loss": loss, **scores})
+            loss, evaluation = trainer.evaluate_val(average.module)  # type: ignore[union-attr]
+            scores = {"epoch": float(result.epoch), "val_loss": loss, **evaluation.metrics("val_")}
+            curves[decay].append(scores)
         figures = ", ".join(f"{d:g} {c[-1][spec.train.metric]:.3f}" for d, c in curves.items())
         print(f"seed {seed} epoch {result.epoch}: {spec.train.metric} {figures}", flush=True)
         if result.stop_reason:

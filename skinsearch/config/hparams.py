@@ -42,7 +42,8 @@ class HParams(BaseModel):
     schedule: Literal["constant", "cosine", "step"] = "constant"  # learning rate over epochs
     warmup_epochs: int = Field(0, ge=0)  # linear ramp of the learning rate from lr/warmup
     # decay per step of an exponential moving average of the weights, which is what is then
-    # evaluated, checkpointed and exported; 0: off (0.999 averages over about 1,000 steps)
+    # evaluated, checkpointed and exported; 0: off. It ramps up as (1 + n) / (10 + n) over
+    # the first n steps (optim.build_ema), so 0.99 holds only after about 900 steps
     ema: float = Field(0.0, ge=0.0, lt=1.0)
     # input and augmentation (probabilities per image)
     input_size: int = Field(64, ge=8, le=1024)  # images are resized to input_size x input_size

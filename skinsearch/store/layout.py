@@ -15,6 +15,5 @@ HELD_OUT_FILE = "test_evaluation.json"  # in the folder of the search a bundle w
 STATE_FILE = "state.json"  # in each checkpoint: epoch, metrics, hyperparameters, evaluation
 MODEL_FILE = "model.pt"
 OPTIMIZER_FILE = "optimizer.pt"
-TRAINING_MODEL_FILE = (
-    "training_model.pt"  # with ema: the weights being trained (model.pt: the average)
-)
+# with ema: the weights being trained (model.pt holds their average)
+TRAINING_MODEL_FILE = "training_model.pt"

@@ -128,7 +128,7 @@ class Trainer:
             self.augment.set_random_seed(epoch_seed)
         self.generator.manual_seed(epoch_seed)
         train_loss, train_acc = self._train_once(np.random.default_rng(epoch_seed))
-        val_loss, evaluation = self._evaluate()
+        val_loss, evaluation = self.evaluate_val()
         metrics = {
             "epoch": float(self.epoch),
             "train_loss": train_loss,
@@ -161,13 +161,22 @@ class Trainer:
     def predict_proba(self, images: np.ndarray, model: nn.Module | None = None) -> np.ndarray:
         """Class probabilities for ``(N, H, W, 3)`` uint8 images, from the evaluated model or
         from ``model`` with the same preprocessing."""
-        return self._proba(
-            (
-                self._on_device(images[start : start + EVAL_BATCH])
-                for start in range(0, len(images), EVAL_BATCH)
-            ),
-            model,
+        batches = (
+            self._on_device(images[start : start + EVAL_BATCH])
+            for start in range(0, len(images), EVAL_BATCH)
         )
+        return self._proba(batches, model)
+
+    def evaluate_val(self, model: nn.Module | None = None) -> tuple[float, Evaluation]:
+        """The val loss (mean negative log-likelihood) and evaluation of the evaluated model,
+        or of ``model`` with the same preprocessing (``bench/ema.py`` scores averages so)."""
+        if self.resident:
+            probs = self._proba(self.x_val.split(EVAL_BATCH), model)
+        else:
+            probs = self.predict_proba(self.data.x_val, model)
+        labels = self.data.y_val
+        nll = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))
+        return float(nll.mean()), evaluate(labels, probs, self.data.class_names)
 
     def save(self, folder: str | Path, result: EpochResult) -> None:
         """Write a self-describing checkpoint: weights, optimizer, loop state, this epoch's
@@ -252,15 +261,6 @@ class Trainer:
                 f"loss became {mean_loss} in epoch {self.epoch} (lr {self.hp.lr} may be too high)"
             )
         return mean_loss, int(correct.item()) / len(order)
-
-    def _evaluate(self) -> tuple[float, Evaluation]:
-        if self.resident:
-            probs = self._proba(self.x_val.split(EVAL_BATCH))
-        else:
-            probs = self.predict_proba(self.data.x_val)
-        labels = self.data.y_val
-        nll = -np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, None))
-        return float(nll.mean()), evaluate(labels, probs, self.data.class_names)
 
     def _proba(self, batches: Iterable[torch.Tensor], model: nn.Module | None = None) -> np.ndarray:
         # uint8 NHWC batches on the device -> probabilities, moved to the host once
