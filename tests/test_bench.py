@@ -13,6 +13,7 @@ sys.path.insert(0, str(BENCH))
 
 import confirm_rounds  # noqa: E402
 import ema  # noqa: E402
+import feature_probe  # noqa: E402
 import gpu_variants  # noqa: E402
 import precision  # noqa: E402
 from _common import bench_spec  # noqa: E402
@@ -152,3 +153,27 @@ def test_the_ema_benchmark_averages_one_run_as_a_trial_with_ema_would(
             assert got["val_loss"] == pytest.approx(want["val_loss"], rel=1e-5)
     assert curves[0.0][-1]["val_loss"] != pytest.approx(curves[0.9][-1]["val_loss"], rel=1e-5)
     assert ema.best([{"epoch": 1.0, "m": 0.5}, {"epoch": 2.0, "m": 0.5}], "m") == (1, 0.5)
+
+
+def test_the_feature_probe_scores_features_that_carry_the_classes_above_noise() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y_train, y_val = np.repeat([0, 1], 40), np.repeat([0, 1], 20)
+    noise_train, noise_val = rng.normal(size=(80, 4)), rng.normal(size=(40, 4))
+    # one feature carries the class, shifted by 3 standard deviations
+    signal_train, signal_val = noise_train.copy(), noise_val.copy()
+    signal_train[:, 0] += 3 * y_train
+    signal_val[:, 0] += 3 * y_val
+    auc, recall_0, recall_1 = feature_probe.pair_scores(
+        feature_probe.probe(signal_train, y_train, signal_val, y_val, 1.0), y_val
+    )
+    assert auc > 0.95 and recall_0 > 0.8 and recall_1 > 0.8
+    noise_auc, _, _ = feature_probe.pair_scores(
+        feature_probe.probe(noise_train, y_train, noise_val, y_val, 1.0), y_val
+    )
+    assert 0.25 < noise_auc < 0.75
+    # class-balanced: a 4-to-1 train imbalance does not make the probe call everything class 0
+    keep = np.r_[np.arange(40), np.arange(40, 50)]
+    probs = feature_probe.probe(signal_train[keep], y_train[keep], signal_val, y_val, 1.0)
+    assert feature_probe.pair_scores(probs, y_val)[2] > 0.8

@@ -241,3 +241,28 @@ def test_a_pretrained_search_exports_a_bundle_that_predicts_what_its_weights_say
     nll = -np.log(probs[np.arange(len(val)), [label for _, label in val]]).mean()
     reported = json.loads((bundle / "metrics.json").read_text())["val_loss"]
     assert nll == pytest.approx(reported, abs=1e-4)
+    # bench/feature_probe.py reads such a bundle and its starting weights, and probes both
+    import subprocess
+    import sys
+
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "bench/feature_probe.py",
+            str(bundle),
+            "--data",
+            str(tiny_images),
+            "--pair",
+            "blue_grey",
+            "small_pink",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    rows = [line for line in probe.stdout.splitlines() if line.startswith("| ") and "0." in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| fine-tuned (bundle)"] * 3 + [
+        "| starting (imagenet)"
+    ] * 3
+    assert "train 24/24, val 8/8" in probe.stdout
