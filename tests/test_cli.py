@@ -37,6 +37,7 @@ def invoke(*args: str) -> tuple[int, str]:
         ("../docs/experiments/cnn_plus_winner_96px_bf16.yaml", "3 trials"),
         ("../docs/experiments/cnn_plus_winner_rotate90.yaml", "3 trials"),
         ("../docs/experiments/cnn_plus_winner_shades_of_gray.yaml", "3 trials"),
+        ("../docs/experiments/pretrained_recipe_freeze_5.yaml", "1 trial"),
     ],
 )
 def test_validate_prints_the_space_and_its_trial_count(file: str, line: str) -> None:
