@@ -105,6 +105,11 @@ def main() -> None:
     start = build_model(config.model, hp, size, len(classes), read_weights(config.model, source))
 
     files = scan_dataset(args.data)
+    if files.class_names != classes:
+        raise SystemExit(
+            f"{args.data}: classes {files.class_names} are not the bundle's {classes}; "
+            "give the data set the bundle was trained on"
+        )
     limit = args.train_ids_below
     in_source = np.array([limit is None or _id_below(p, limit) for p, _ in files.train])
 
@@ -118,6 +123,11 @@ def main() -> None:
         f"{args.bundle} ({config.model}, {size} px) on {args.data}: {len(y_train)} train, {len(y_val)} val images"
     )
     if args.pair:
+        unknown = [name for name in args.pair if name not in classes]
+        if unknown:
+            raise SystemExit(
+                f"--pair: {unknown[0]!r} is not a class of the bundle ({', '.join(classes)})"
+            )
         a, b = (classes.index(name) for name in args.pair)
         pair_train = np.isin(y_train, [a, b]) & in_source
         pair_val = np.isin(y_val, [a, b])
@@ -133,7 +143,7 @@ def main() -> None:
         for c in CS:
             probs = probe(f_train, y_train, f_val, y_val, c)
             bacc = balanced_accuracy_score(y_val, np.unique(y_train)[probs.argmax(1)])
-            pair = "| | |"
+            pair = "| | | |"
             if args.pair:
                 pair_probs = probe(
                     f_train[pair_train],
