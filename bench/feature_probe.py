@@ -79,7 +79,7 @@ def main() -> None:
     import torch
     from sklearn.metrics import balanced_accuracy_score
 
-    from skinsearch.data import load_image, scan_dataset
+    from skinsearch.data import decode_dataset, scan_dataset
     from skinsearch.models import build_model, hparams_class
     from skinsearch.models._registry import read_weights, weights_source
     from skinsearch.results.predict import load_bundle
@@ -113,12 +113,10 @@ def main() -> None:
     limit = args.train_ids_below
     in_source = np.array([limit is None or _id_below(p, limit) for p, _ in files.train])
 
-    def arrays(items: list[tuple[Path, int]]) -> tuple[np.ndarray, np.ndarray]:
-        images = [load_image(p, [size], prep.colour_constancy)[0] for p, _ in items]
-        return np.stack(images), np.array([y for _, y in items])
-
-    x_train, y_train = arrays(files.train)
-    x_val, y_val = arrays(files.val)
+    data = decode_dataset(files, [size], prep.colour_constancy)[size]
+    if len(data.y_train) != len(files.train):
+        raise SystemExit(f"{args.data}: some train images could not be read (see the warning)")
+    x_train, y_train, x_val, y_val = data.x_train, data.y_train, data.x_val, data.y_val
     print(
         f"{args.bundle} ({config.model}, {size} px) on {args.data}: {len(y_train)} train, {len(y_val)} val images"
     )
