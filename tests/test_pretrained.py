@@ -137,6 +137,54 @@ def test_fine_tuning_freezes_the_backbone_then_trains_it_at_its_own_rate() -> No
     assert rates == pytest.approx([1e-4, 1e-3])
 
 
+def _backbone_drift(trainer: Trainer, start: dict[str, torch.Tensor]) -> float:
+    model = trainer.model
+    assert isinstance(model, BackboneClassifier)
+    return sum(float((p.detach() - start[k]).norm()) for k, p in model.backbone.named_parameters())
+
+
+def test_l2sp_holds_the_backbone_near_its_starting_weights_and_resumes_the_same(
+    tmp_path: Path,
+) -> None:
+    from skinsearch.config.spec import TrainSpec
+
+    def trainer(l2sp: float, weight_decay: float = 0.1) -> Trainer:
+        hp = hparams_class("efficientnet_lite0")(
+            input_size=64, backbone_lr_mult=0.1, batch_size=8, lr=1e-3, weight_decay=weight_decay
+        )
+        hp = hp.model_copy(update={"l2sp": l2sp})
+        return Trainer("efficientnet_lite0", hp, TrainSpec(max_epochs=3), _data(), device="cpu")
+
+    # the backbone's lr is 1e-4: 3e3 pulls it 0.3 of the way back each step, 1e4 all the way
+    free, held, pinned = trainer(0.0, weight_decay=0.0), trainer(3e3), trainer(1e4)
+    model = free.model
+    assert isinstance(model, BackboneClassifier)
+    start = {k: p.detach().clone() for k, p in model.backbone.named_parameters()}
+    for each in (free, held, pinned):
+        each.fit_epoch()
+    assert _backbone_drift(pinned, start) == 0.0
+    assert 0.0 < _backbone_drift(held, start) < 0.8 * _backbone_drift(free, start)
+    # the backbone decays toward its start instead of toward zero; the head keeps weight decay
+    groups = held.optimizer.state_dict()["param_groups"]
+    assert [g["weight_decay"] for g in groups] == [0.0, 0.1]
+    assert groups[0]["l2sp"] == 3e3 and "l2sp" not in groups[1]
+    assert not any(
+        isinstance(v, torch.Tensor | list) for k, v in groups[0].items() if k != "params"
+    )
+
+    # a trial resumed from its checkpoint pulls toward the same starting weights
+    held.fit_epoch()
+    again = trainer(3e3)
+    again.fit_epoch()
+    again.save(tmp_path, again.fit_epoch())
+    resumed = trainer(3e3)
+    resumed.load(tmp_path)
+    held.fit_epoch()
+    resumed.fit_epoch()
+    for (name, a), b in zip(held.model.named_parameters(), resumed.model.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
 @pytest.mark.realdata
 @pytest.mark.skipif(not ISIC8.is_dir(), reason=f"real data set not found at {ISIC8}")
 def test_imagenet_features_separate_real_lesions_better_than_random_ones() -> None:

@@ -50,6 +50,7 @@ OWN_HPARAMS: dict[str, Any] = {
     "pretrained": (Annotated[bool | str, AfterValidator(_weights_file)], True),
     "freeze_epochs": (int, Field(0, ge=0)),  # train the new head alone for this many epochs
     "backbone_lr_mult": (float, Field(1.0, gt=0.0, le=1.0)),  # the backbone's lr, times lr
+    "l2sp": (float, Field(0.0, ge=0.0)),  # decay toward the starting weights, not toward zero
     "drop_connect": (float, Field(0.2, ge=0.0, lt=1.0)),  # stochastic depth, rising to this
 }
 
@@ -93,6 +94,7 @@ def _register(variant: int) -> None:
             hp.dropout,
             hp.freeze_epochs,  # type: ignore[attr-defined]
             hp.backbone_lr_mult,  # type: ignore[attr-defined]
+            hp.l2sp,  # type: ignore[attr-defined]
         )
 
     def read(source: str) -> StateDict:

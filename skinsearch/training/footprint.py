@@ -36,6 +36,7 @@ NOT_SHAPE = {
     "pretrained",
     "freeze_epochs",
     "backbone_lr_mult",
+    "l2sp",
     "drop_connect",
 }
 

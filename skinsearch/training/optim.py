@@ -63,7 +63,36 @@ def build_optimizer(model: torch.nn.Module, hp: HParams) -> torch.optim.Optimize
     from skinsearch.models.backbone import BackboneClassifier
 
     groups = model.param_groups() if isinstance(model, BackboneClassifier) else model.parameters()
-    return OPTIMIZERS[hp.optimizer](groups, hp)
+    optimizer = OPTIMIZERS[hp.optimizer](groups, hp)
+    pull = _pull_to_start(optimizer)
+    if pull is not None:
+        optimizer.register_step_post_hook(pull)
+    return optimizer
+
+
+def _pull_to_start(optimizer: torch.optim.Optimizer) -> Callable[..., None] | None:
+    """L2-SP's decay toward the starting weights, for the groups that carry an ``l2sp``: a step
+    post-hook that moves each of their weights ``lr x l2sp`` (at most all) of the way back to
+    its value now (built, trained weights loaded, not yet trained; a resumed trial rebuilds the
+    same start before its checkpoint is loaded). None when no group asks for it.
+
+    The starting values live in the hook, not in the group, so that checkpoints of the
+    optimizer do not carry a second copy of the backbone."""
+    starts = {
+        i: [p.detach().clone() for p in group["params"]]
+        for i, group in enumerate(optimizer.param_groups)
+        if group.get("l2sp", 0.0) > 0.0
+    }
+    if not starts:
+        return None
+
+    @torch.no_grad()
+    def pull(optimizer: torch.optim.Optimizer, *_: Any) -> None:
+        for i, start in starts.items():
+            group = optimizer.param_groups[i]
+            torch._foreach_lerp_(group["params"], start, min(1.0, group["lr"] * group["l2sp"]))
+
+    return pull
 
 
 def lr_factor(hp: HParams, epoch: int, max_epochs: int) -> float:
