@@ -8,7 +8,9 @@ averages of several decays, all of the same run, so that the comparison is paire
 Each seed trains in its own process with one thread (as a confirmation on 2 CPUs runs its 3
 runs); the file's own ``ema`` is set to 0 and the averages follow the optimizer's steps. It
 prints each decay's best epoch and score per seed, and their mean and std across seeds, on the
-file's metric; ``--out`` keeps every epoch's figures as JSON.
+file's metric; ``--out`` keeps every epoch's figures as JSON, and while the runs train, each
+seed's figures so far beside it (``OUT.seed1002.json``, rewritten every epoch), so a run
+stopped early keeps them.
 """
 
 from __future__ import annotations
@@ -29,11 +31,18 @@ BASELINE = 0.0  # the decay that stands for the weights as trained
 
 
 def train_seed(
-    space: Path, data: Path, epochs: int | None, seed: int, decays: list[float]
+    space: Path,
+    data: Path,
+    epochs: int | None,
+    seed: int,
+    decays: list[float],
+    progress: Path | None = None,
 ) -> dict[float, list[dict[str, float]]]:
-    """Train the file's one configuration with ``seed``; each decay's metrics at every epoch."""
+    """Train the file's one configuration with ``seed``; each decay's metrics at every epoch,
+    also written to ``progress`` (JSON, atomically) after each epoch when given."""
     import torch
 
+    from skinsearch._files import write_atomic
     from skinsearch.data import decode_dataset, scan_dataset
     from skinsearch.models import hparams_class
     from skinsearch.training.optim import build_ema
@@ -64,6 +73,8 @@ def train_seed(
             curves[decay].append(scores)
         figures = ", ".join(f"{d:g} {c[-1][spec.train.metric]:.3f}" for d, c in curves.items())
         print(f"seed {seed} epoch {result.epoch}: {spec.train.metric} {figures}", flush=True)
+        if progress is not None:
+            write_atomic(progress, json.dumps({str(d): c for d, c in curves.items()}))
         if result.stop_reason:
             return curves
 
@@ -72,6 +83,10 @@ def best(curve: list[dict[str, float]], metric: str) -> tuple[int, float]:
     """The first epoch with the highest ``metric``, and that value."""
     top = max(curve, key=lambda m: m[metric])
     return int(top["epoch"]), top[metric]
+
+
+def _progress(out: Path | None, seed: int) -> Path | None:
+    return None if out is None else out.with_name(f"{out.stem}.seed{seed}.json")
 
 
 def main() -> None:
@@ -85,7 +100,10 @@ def main() -> None:
     args = parser.parse_args()
     spec, _ = bench_spec(args.space, args.data, None, args.epochs, None)
     metric = spec.train.metric
-    jobs = [(args.space, args.data, args.epochs, s, args.decays) for s in args.seeds]
+    jobs = [
+        (args.space, args.data, args.epochs, s, args.decays, _progress(args.out, s))
+        for s in args.seeds
+    ]
     with multiprocessing.get_context("spawn").Pool(len(args.seeds)) as pool:
         runs = dict(zip(args.seeds, pool.starmap(train_seed, jobs), strict=True))
     if args.out is not None:

@@ -3,6 +3,7 @@ arithmetic is right. (The benchmark's figures come from running it; see docs/BEN
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -139,8 +140,10 @@ def test_the_ema_benchmark_averages_one_run_as_a_trial_with_ema_would(
 
     space = tmp_path / "space.yaml"
     space.write_text(EMA_SPACE)
-    curves = ema.train_seed(space, tiny_images, None, seed=5, decays=[0.9])
+    progress = tmp_path / "out.seed5.json"
+    curves = ema.train_seed(space, tiny_images, None, seed=5, decays=[0.9], progress=progress)
     assert [len(c) for c in curves.values()] == [2, 2]
+    assert json.loads(progress.read_text()) == {str(d): c for d, c in curves.items()}
     # the baseline is the run as trained, and each average is what a trial with that ema scores
     data = decode_dataset(scan_dataset(tiny_images), [24])[24]
     hp = HParams(input_size=24, channels=[8], batchnorm=True, lr=3e-3, hflip=0.5, seed=5)
