@@ -150,9 +150,13 @@ def test_l2sp_holds_the_backbone_near_its_starting_weights_and_resumes_the_same(
 
     def trainer(l2sp: float, weight_decay: float = 0.1) -> Trainer:
         hp = hparams_class("efficientnet_lite0")(
-            input_size=64, backbone_lr_mult=0.1, batch_size=8, lr=1e-3, weight_decay=weight_decay
+            input_size=64,
+            backbone_lr_mult=0.1,
+            l2sp=l2sp,
+            batch_size=8,
+            lr=1e-3,
+            weight_decay=weight_decay,
         )
-        hp = hp.model_copy(update={"l2sp": l2sp})
         return Trainer("efficientnet_lite0", hp, TrainSpec(max_epochs=3), _data(), device="cpu")
 
     # the backbone's lr is 1e-4: 3e3 pulls it 0.3 of the way back each step, 1e4 all the way
