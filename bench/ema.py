@@ -10,7 +10,8 @@ runs); the file's own ``ema`` is set to 0 and the averages follow the optimizer'
 prints each decay's best epoch and score per seed, and their mean and std across seeds, on the
 file's metric; ``--out`` keeps every epoch's figures as JSON, and while the runs train, each
 seed's figures so far beside it (``OUT.seed1002.json``, rewritten every epoch), so a run
-stopped early keeps them.
+stopped early keeps them. Ctrl-C (or SIGTERM) stops every run and prints the table over the
+epochs they finished, exiting 130.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import signal
 import statistics
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import bench_spec
 
 BASELINE = 0.0  # the decay that stands for the weights as trained
+Curves = dict[float, list[dict[str, float]]]  # per decay (BASELINE too), every epoch's metrics
 
 
 def train_seed(
@@ -37,7 +41,7 @@ def train_seed(
     seed: int,
     decays: list[float],
     progress: Path | None = None,
-) -> dict[float, list[dict[str, float]]]:
+) -> Curves:
     """Train the file's one configuration with ``seed``; each decay's metrics at every epoch,
     also written to ``progress`` (JSON, atomically) after each epoch when given."""
     import torch
@@ -63,7 +67,7 @@ def train_seed(
             average.update_parameters(trainer.model)  # type: ignore[union-attr]
 
     trainer.optimizer.register_step_post_hook(step_averages)
-    curves: dict[float, list[dict[str, float]]] = {BASELINE: [], **{d: [] for d in decays}}
+    curves: Curves = {BASELINE: [], **{d: [] for d in decays}}
     while True:
         result = trainer.fit_epoch()
         curves[BASELINE].append(result.metrics)
@@ -85,8 +89,43 @@ def best(curve: list[dict[str, float]], metric: str) -> tuple[int, float]:
     return int(top["epoch"]), top[metric]
 
 
-def _progress(out: Path | None, seed: int) -> Path | None:
-    return None if out is None else out.with_name(f"{out.stem}.seed{seed}.json")
+def _progress(out: Path, seed: int) -> Path:
+    return out.with_name(f"{out.stem}.seed{seed}.json")
+
+
+def run_seeds(
+    jobs: list[tuple[Any, ...]], seeds: list[int], out: Path
+) -> tuple[dict[int, Curves], bool]:
+    """Each seed's curves, trained in parallel, and whether Ctrl-C or SIGTERM stopped them
+    (then the epochs each finished, read back from its progress file)."""
+    previous = signal.signal(signal.SIGTERM, _as_ctrl_c)
+    pool = multiprocessing.get_context("spawn").Pool(len(jobs), initializer=_parent_handles_ctrl_c)
+    try:
+        pending = pool.starmap_async(train_seed, jobs)
+        while not pending.ready():  # a wait without a timeout would not see Ctrl-C
+            pending.wait(0.5)
+        return dict(zip(seeds, pending.get(), strict=True)), False
+    except KeyboardInterrupt:
+        return {s: _read_progress(_progress(out, s)) for s in seeds}, True
+    finally:
+        pool.terminate()  # the workers ignore SIGINT; this ends them with SIGTERM
+        pool.join()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _as_ctrl_c(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _parent_handles_ctrl_c() -> None:
+    # a worker interrupted mid-task would die and the pool would start a fresh one in its place
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _read_progress(path: Path) -> Curves:
+    if not path.exists():  # stopped before its first epoch ended
+        return {}
+    return {float(d): c for d, c in json.loads(path.read_text()).items()}
 
 
 def main() -> None:
@@ -99,22 +138,37 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="every epoch's figures, as JSON")
     args = parser.parse_args()
     spec, _ = bench_spec(args.space, args.data, None, args.epochs, None)
-    metric = spec.train.metric
-    jobs = [
-        (args.space, args.data, args.epochs, s, args.decays, _progress(args.out, s))
-        for s in args.seeds
-    ]
-    with multiprocessing.get_context("spawn").Pool(len(args.seeds)) as pool:
-        runs = dict(zip(args.seeds, pool.starmap(train_seed, jobs), strict=True))
+    with tempfile.TemporaryDirectory() as scratch:
+        out = args.out or Path(scratch) / "ema.json"
+        jobs = [
+            (args.space, args.data, args.epochs, s, args.decays, _progress(out, s))
+            for s in args.seeds
+        ]
+        runs, stopped = run_seeds(jobs, args.seeds, out)
+    runs = {s: r for s, r in runs.items() if r}
     if args.out is not None:
         args.out.write_text(
             json.dumps({str(s): {str(d): c for d, c in r.items()} for s, r in runs.items()})
         )
-    print(f"{args.space} on {args.data}, seeds {args.seeds}: {metric} at each run's best epoch")
-    print(f"| ema decay | {' | '.join(f'seed {s} (epoch)' for s in args.seeds)} | mean ± std |")
-    print(f"|---|{'---|' * len(args.seeds)}---|")
-    for decay in [BASELINE, *args.decays]:
-        picks = [best(runs[s][decay], metric) for s in args.seeds]
+    if stopped:
+        reached = ", ".join(f"seed {s} epoch {len(r[BASELINE])}" for s, r in runs.items())
+        print(f"stopped ({reached or 'before any epoch ended'}): the table covers those epochs")
+    if runs:
+        print_table(args.space, args.data, spec.train.metric, runs, [BASELINE, *args.decays])
+    if stopped:
+        sys.exit(130)
+
+
+def print_table(
+    space: Path, data: Path, metric: str, runs: dict[int, Curves], decays: list[float]
+) -> None:
+    """Each decay's best epoch and score per seed, and their mean and std, as a Markdown table."""
+    seeds = list(runs)
+    print(f"{space} on {data}, seeds {seeds}: {metric} at each run's best epoch")
+    print(f"| ema decay | {' | '.join(f'seed {s} (epoch)' for s in seeds)} | mean ± std |")
+    print(f"|---|{'---|' * len(seeds)}---|")
+    for decay in decays:
+        picks = [best(runs[s][decay], metric) for s in seeds]
         values = [v for _, v in picks]
         spread = statistics.stdev(values) if len(values) > 1 else 0.0
         cells = " | ".join(f"{v:.3f} ({e})" for e, v in picks)

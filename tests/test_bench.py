@@ -4,6 +4,7 @@ arithmetic is right. (The benchmark's figures come from running it; see docs/BEN
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -156,6 +157,62 @@ def test_the_ema_benchmark_averages_one_run_as_a_trial_with_ema_would(
             assert got["val_loss"] == pytest.approx(want["val_loss"], rel=1e-5)
     assert curves[0.0][-1]["val_loss"] != pytest.approx(curves[0.9][-1]["val_loss"], rel=1e-5)
     assert ema.best([{"epoch": 1.0, "m": 0.5}, {"epoch": 2.0, "m": 0.5}], "m") == (1, 0.5)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stopped_ema_benchmark_ends_its_runs_and_prints_the_epochs_they_finished(
+    tmp_path: Path, tiny_images: Path, signum: int
+) -> None:
+    import subprocess
+    import time
+
+    space = tmp_path / "space.yaml"  # far more epochs than the test waits for
+    space.write_text(EMA_SPACE.replace("max_epochs: 2,", "max_epochs: 10000, patience: null,"))
+    out = tmp_path / "out.json"
+    command = [sys.executable, str(BENCH / "ema.py"), str(space), "--data", str(tiny_images)]
+    bench = subprocess.Popen(
+        [*command, "--seeds", "1", "2", "--decays", "0.9", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # Ctrl-C as a terminal gives it, even where this test runs with SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    progress = [tmp_path / "out.seed1.json", tmp_path / "out.seed2.json"]
+    deadline = time.monotonic() + 120
+    while not all(p.exists() for p in progress) and bench.poll() is None:
+        assert time.monotonic() < deadline, "no epoch ended in 120 s"
+        time.sleep(0.2)
+    workers = _children(bench.pid)
+    assert len(workers) >= 2  # one per seed (and multiprocessing's resource tracker)
+    bench.send_signal(signum)
+    output, _ = bench.communicate(timeout=60)
+    assert bench.returncode == 130, output
+    assert "stopped (seed 1 epoch " in output and "| 0.9 | " in output, output
+    assert "Traceback" not in output, output
+    deadline = time.monotonic() + 10  # the resource tracker exits once it sees its parent gone
+    while [w for w in workers if _alive(w)] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [_command(w) for w in workers if _alive(w)]
+    kept = json.loads(out.read_text())  # the epochs each run finished, whole
+    assert set(kept) == {"1", "2"} and all(len(kept[s]["0.0"]) >= 1 for s in kept)
+
+
+def _children(pid: int) -> list[int]:
+    # from /proc (Linux): the processes whose parent is ``pid``
+    stats = [p.read_text() for p in Path("/proc").glob("[0-9]*/stat") if p.exists()]
+    return [int(s.split()[0]) for s in stats if int(s.rsplit(")", 1)[1].split()[1]) == pid]
+
+
+def _command(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def _alive(pid: int) -> bool:
+    try:  # a zombie has exited; only its exit status waits to be read
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_the_feature_probe_scores_features_that_carry_the_classes_above_noise() -> None:
