@@ -200,8 +200,15 @@ def test_a_stopped_ema_benchmark_ends_its_runs_and_prints_the_epochs_they_finish
 
 def _children(pid: int) -> list[int]:
     # from /proc (Linux): the processes whose parent is ``pid``
-    stats = [p.read_text() for p in Path("/proc").glob("[0-9]*/stat") if p.exists()]
-    return [int(s.split()[0]) for s in stats if int(s.rsplit(")", 1)[1].split()[1]) == pid]
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:  # a process may end between the listing and the read
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
 
 
 def _command(pid: int) -> str:
