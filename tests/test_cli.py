@@ -43,6 +43,7 @@ def invoke(*args: str) -> tuple[int, str]:
         ("../docs/experiments/pretrained_recipe_lite1.yaml", "1 trial"),
         ("../docs/experiments/pretrained_recipe_unweighted.yaml", "1 trial"),
         ("../docs/experiments/pretrained_recipe_12_epochs.yaml", "1 trial"),
+        ("../docs/experiments/pretrained_recipe_shades_of_gray.yaml", "1 trial"),
     ],
 )
 def test_validate_prints_the_space_and_its_trial_count(file: str, line: str) -> None:
