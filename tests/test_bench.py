@@ -183,6 +183,7 @@ def test_a_stopped_ema_benchmark_ends_its_runs_and_prints_the_epochs_they_finish
     while not all(p.exists() for p in progress) and bench.poll() is None:
         assert time.monotonic() < deadline, "no epoch ended in 120 s"
         time.sleep(0.2)
+    assert bench.poll() is None, bench.communicate()[0]  # it must still be training
     workers = _children(bench.pid)
     assert len(workers) >= 2  # one per seed (and multiprocessing's resource tracker)
     bench.send_signal(signum)
@@ -218,7 +219,7 @@ def _command(pid: int) -> str:
 def _alive(pid: int) -> bool:
     try:  # a zombie has exited; only its exit status waits to be read
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
+    except OSError:  # gone, and reaped
         return False
 
 
