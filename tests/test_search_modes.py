@@ -246,7 +246,7 @@ def test_a_killed_driver_resumes_with_run_resume(
     assert "4 trials: 4 completed" in result.output
     assert "trials had ended; " in result.output
     assert f"{victim.name}: its last checkpoint (checkpoint_" in result.output
-    assert "went after the search's last snapshot; it starts again" in result.output
+    assert "after the search's last snapshot; it starts again" in result.output
     # started again from scratch: Tune wrote its results anew, one row per epoch
     rows = [json.loads(line) for line in (victim / "result.json").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == list(range(1, 301))

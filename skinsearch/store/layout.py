@@ -17,3 +17,4 @@ MODEL_FILE = "model.pt"
 OPTIMIZER_FILE = "optimizer.pt"
 # with ema: the weights being trained (model.pt holds their average)
 TRAINING_MODEL_FILE = "training_model.pt"
+CHECKPOINT_FILES = (STATE_FILE, MODEL_FILE, OPTIMIZER_FILE)  # in every checkpoint

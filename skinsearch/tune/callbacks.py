@@ -10,6 +10,7 @@ from typing import Any
 from skinsearch._files import SpaceGuard, press_ctrl_c, write_failure_in
 from skinsearch.config.objective import Objective
 from skinsearch.config.plan import SearchPlan
+from skinsearch.store.layout import CHECKPOINT_FILES
 from skinsearch.store.trials import logged_metrics
 from skinsearch.tracking.runs import SearchTracker
 
@@ -114,12 +115,14 @@ def space_callback(guard: SpaceGuard, tracker: SearchTracker) -> Any:
 
 def resume_callback(echo: Callable[[str], None]) -> Any:
     """A Tune callback for a resumed search: before its first step starts any trial, it mends the
-    trials whose latest checkpoint is gone (each goes on from the newest checkpoint still stored,
-    or starts again) and says what the search goes on from, as Tune's restored state has it.
+    trials whose latest checkpoint is gone or incomplete (each goes on from the newest whole
+    checkpoint still stored, or starts again) and says what the search goes on from, as Tune's
+    restored state has it.
 
     Tune deletes a trial's superseded checkpoints as soon as a better one arrives, but snapshots
-    its experiment state only every few seconds. A driver killed between the two leaves a state
-    that names a deleted checkpoint, and Tune would fail that trial on every restore.
+    its experiment state only every few seconds. A driver killed between the two, or in the
+    middle of a deletion, leaves a state that names a deleted checkpoint, and Tune would fail
+    that trial on every restore.
     """
     from ray.tune import Callback
 
@@ -149,8 +152,13 @@ def _mend_lost_checkpoint(trial: Any) -> str | None:
     from pyarrow.fs import FileType
 
     def stored(result: Any) -> bool:
-        found = result.checkpoint.filesystem.get_file_info(result.checkpoint.path)
-        return bool(found.type != FileType.NotFound)
+        # each file, not the folder: on S3 a deletion cut short can leave the folder's marker
+        # object alone, and Tune would restore the trial from an empty folder
+        folder = result.checkpoint.path.rstrip("/")
+        found = result.checkpoint.filesystem.get_file_info(
+            [f"{folder}/{name}" for name in CHECKPOINT_FILES]
+        )
+        return all(info.type == FileType.File for info in found)
 
     latest = trial.latest_checkpoint_result
     if trial.status != "PENDING" or latest is None or stored(latest):
@@ -167,7 +175,10 @@ def _mend_lost_checkpoint(trial: Any) -> str | None:
         if newest
         else "it starts again"
     )
-    return f"{trial}: its last checkpoint ({lost}) went after the search's last snapshot; {then}"
+    return (
+        f"{trial}: its last checkpoint ({lost}) was deleted, whole or in part, after the "
+        f"search's last snapshot; {then}"
+    )
 
 
 def progress_callback(
