@@ -81,7 +81,7 @@ def empty_checkpoints(prefix: str, keep: set[str]) -> set[str]:
         if (
             info.type == fs.FileType.File
             and trial not in keep
-            and rest[:1] != []
+            and rest
             and rest[0].startswith("checkpoint_")
         ):
             s3.delete_file(info.path)
