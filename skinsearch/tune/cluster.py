@@ -65,7 +65,12 @@ def start_ray(
     os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
     if address is not None:
         try:
-            context = ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+            context = ray.init(
+                address=address,
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+                runtime_env={"env_vars": worker_env()},
+            )
         except (ConnectionError, RuntimeError, ValueError) as exc:
             first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
             raise SkinsearchError(f"--address {address}: cannot join ({first[:200]})") from None
@@ -92,6 +97,25 @@ def start_ray(
         )
     if spec.resources.gpus_per_trial and not resources.get("GPU"):
         echo("no GPU in this Ray cluster: trials run on CPUs (resources.gpus_per_trial is ignored)")
+
+
+#: glibc's malloc settings for the processes Ray starts (a trial's worker, on every node). By
+#: default glibc maps each block over 32 MiB afresh and unmaps it when freed, and a thread other
+#: than a process's main one (Tune trains in one) gets its own arena, which cannot hold a block
+#: over 64 MiB at all: a backbone's activations at 160 px are such blocks, so each training step
+#: faulted hundreds of MiB in anew. One arena, no mmap and no trimming keep freed memory for the
+#: next step, and a worker holds its peak memory instead (measured: bench/worker_malloc.py).
+WORKER_MALLOC = {
+    "MALLOC_ARENA_MAX": "1",
+    "MALLOC_MMAP_MAX_": "0",
+    "MALLOC_TRIM_THRESHOLD_": str(16 * 2**30),
+}
+
+
+def worker_env() -> dict[str, str]:
+    """The environment Ray's workers start with: ``WORKER_MALLOC``, where the user's own
+    environment does not set the variable already (theirs is passed on instead)."""
+    return {name: os.environ.get(name, value) for name, value in WORKER_MALLOC.items()}
 
 
 def check_dashboard_host(host: str) -> None:
@@ -130,6 +154,7 @@ def _start_local(cpus: int | None, gpus: int | None, dashboard_host: str) -> Any
                 _node_ip_address=LOOPBACK,
                 logging_level=logging.WARNING,
                 log_to_driver=False,
+                runtime_env={"env_vars": worker_env()},
             )
         except Exception as exc:  # Ray raises plain Exception and RuntimeError here
             first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
