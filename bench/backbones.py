@@ -47,7 +47,7 @@ def _label(precision: str, channels_last: bool) -> str:
     return precision + (" + channels_last model" if channels_last else "")
 
 
-def _step_runner(name: str, size: int, precision: str, channels_last: bool) -> Any:
+def step_runner(name: str, size: int, precision: str, channels_last: bool) -> Any:
     """A function that runs ``n`` train steps of one variant and returns their seconds."""
     model = bench_model(name, size)
     if channels_last:
@@ -88,7 +88,7 @@ def measure(
     """Train images/s of each variant (after 2 warm-up steps each), taking turns by block;
     eval images/s for the NCHW variants. fp32 only unless ``bf16``."""
     variants = [v for v in VARIANTS if bf16 or v[0] == "fp32"]
-    runners = {v: _step_runner(name, size, *v) for v in variants}
+    runners = {v: step_runner(name, size, *v) for v in variants}
     seconds = dict.fromkeys(variants, 0.0)
     for run in runners.values():
         run(2)

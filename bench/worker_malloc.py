@@ -23,14 +23,15 @@ import resource
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import torch
+from backbones import BATCH, step_runner
+
 from skinsearch.tune.cluster import WORKER_MALLOC
 
-BATCH = 32
 VARIANTS = ("glibc default", "skinsearch workers")
 
 
@@ -46,29 +47,11 @@ def train_in_a_thread(model: str, size: int, steps: int, threads: int) -> dict[s
     figures: dict[str, float] = {}
 
     def work() -> None:
-        import torch
-        from _common import bench_model
-
         torch.set_num_threads(threads)
-        net = bench_model(model, size)
-        net.train()
-        optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
-        images = torch.randint(0, 256, (BATCH, size, size, 3), dtype=torch.uint8)
-        x = images.permute(0, 3, 1, 2).float().div(255)  # as the trainer's batches are laid out
-        y = torch.randint(0, 8, (BATCH,))
-
-        def step() -> None:
-            loss = torch.nn.functional.cross_entropy(net(x), y)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-
-        for _ in range(3):
-            step()
-        before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-        for _ in range(steps):
-            step()
-        seconds = time.perf_counter() - started
+        run = step_runner(model, size, "fp32", False)  # the model and step backbones.py times
+        run(3)
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        seconds = run(steps)
         after = resource.getrusage(resource.RUSAGE_SELF)
         figures.update(
             images_s=BATCH * steps / seconds,
